@@ -1,6 +1,27 @@
 //! The troc node: everything a person's node does with the network and the disk.
 //!
-//! So far: [`keystore`], the identity on disk. The libp2p swarm, the sled store, catch-up,
-//! reputation and the local API arrive with their issues (see `ARCHITECTURE.md`).
+//! [`node::Node::spawn`] starts a node and returns a [`node::NodeHandle`]. Inside: the swarm task
+//! ([`node`], [`network`]), the writer thread ([`ingest`]) in front of the sled [`store`], the
+//! catch-up task ([`catchup`], [`sync`]), bounds ([`limits`], [`config`]) and [`metrics`]. The
+//! identity on disk is in [`keystore`]. See `ARCHITECTURE.md` for the map.
 
+pub mod catchup;
+pub mod config;
+pub mod events;
+pub mod ingest;
 pub mod keystore;
+pub mod limits;
+pub mod metrics;
+pub mod network;
+pub mod node;
+pub mod store;
+pub mod sync;
+pub mod topics;
+
+pub use config::NodeConfig;
+pub use node::{Node, NodeError, NodeHandle};
+
+/// Unix time now, in seconds (0 if the clock is before 1970).
+pub fn now_secs() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}

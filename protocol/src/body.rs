@@ -169,6 +169,15 @@ fn key(r: &mut Reader<'_>, field: &'static str) -> Result<PublicKey, RecordError
     PublicKey::from_bytes_for(&r.array(field)?, field)
 }
 
+/// A geohash field: over-long is [`RecordError::LocationTooPrecise`], as `check_geohash` says when
+/// signing, not the generic `FieldTooLong` of the text reader.
+fn geohash(r: &mut Reader<'_>, field: &'static str) -> Result<String, RecordError> {
+    r.text(field, MAX_GEOHASH_LEN).map_err(|e| match e {
+        RecordError::FieldTooLong { len, max, .. } => RecordError::LocationTooPrecise { len, max },
+        e => e,
+    })
+}
+
 fn id(r: &mut Reader<'_>, field: &'static str) -> Result<RecordId, RecordError> {
     Ok(RecordId(r.array(field)?))
 }
@@ -305,7 +314,7 @@ impl sealed::Codec for Profile {
         Ok(Profile {
             name: r.text("name", MAX_NAME)?,
             community: r.text("community", MAX_COMMUNITY)?,
-            area: r.text("area", MAX_GEOHASH_LEN)?,
+            area: geohash(r, "area")?,
             about: r.text("about", MAX_ABOUT)?,
             contact: r.text("contact", MAX_CONTACT)?,
         })
@@ -421,7 +430,7 @@ impl sealed::Codec for Listing {
                 hours: r.option("hours", |r| r.u16("hours"))?,
             },
             community: r.text("community", MAX_COMMUNITY)?,
-            location: r.text("location", MAX_GEOHASH_LEN)?,
+            location: geohash(r, "location")?,
             available_from: r.option("available_from", |r| r.u64("available_from"))?,
             available_until: r.option("available_until", |r| r.u64("available_until"))?,
             valid_until: r.u64("valid_until")?,

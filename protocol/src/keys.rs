@@ -32,12 +32,13 @@ pub struct PublicKey {
 impl PublicKey {
     /// Validates 32 bytes as a public key. `field` names the field in errors.
     pub fn from_bytes_for(bytes: &[u8; 32], field: &'static str) -> Result<Self, RecordError> {
-        let key = VerifyingKey::from_bytes(bytes).map_err(|_| RecordError::InvalidKey { field })?;
         // dalek accepts a few non-canonical encodings of a point; one key must have one encoding (the
-        // author bytes are hashed into ids and PeerIds), so re-encode and compare.
-        if key.to_edwards().compress().as_bytes() != bytes {
+        // author bytes are hashed into ids and PeerIds). `is_canonical` says whether re-encoding
+        // the decoded point would give these bytes back, without the field inversion that costs.
+        if !is_canonical(bytes) {
             return Err(RecordError::InvalidKey { field });
         }
+        let key = VerifyingKey::from_bytes(bytes).map_err(|_| RecordError::InvalidKey { field })?;
         if key.is_weak() {
             return Err(RecordError::WeakKey { field });
         }
@@ -83,6 +84,32 @@ impl PublicKey {
         let s = self.to_peer_id().to_base58();
         s.get(8..16).unwrap_or(&s).to_owned()
     }
+}
+
+/// p = 2^255 - 19, little-endian.
+const FIELD_P: [u8; 32] = {
+    let mut p = [0xffu8; 32];
+    p[0] = 0xed;
+    p[31] = 0x7f;
+    p
+};
+
+/// Is this the one encoding of its point (as re-encoding the decoded point would give), for bytes
+/// that decode at all? The encoding is y (255 bits, little-endian) and the sign of x in the top
+/// bit. It is canonical when y < p, and when the sign bit is clear if x = 0, that is for y = 1 and
+/// y = p - 1 (for any other y on the curve x is non-zero and the decoder takes the sign as given).
+fn is_canonical(bytes: &[u8; 32]) -> bool {
+    let mut y = *bytes;
+    let sign = y[31] >> 7 == 1;
+    y[31] &= 0x7f;
+    if y.iter().rev().cmp(FIELD_P.iter().rev()) != std::cmp::Ordering::Less {
+        return false;
+    }
+    let mut one = [0u8; 32];
+    one[0] = 1;
+    let mut p_minus_one = FIELD_P;
+    p_minus_one[0] -= 1;
+    !(sign && (y == one || y == p_minus_one))
 }
 
 impl fmt::Display for PublicKey {
@@ -260,6 +287,42 @@ mod tests {
         let mut non_canonical = [0xffu8; 32];
         non_canonical[0] = 0xee;
         non_canonical[31] = 0x7f;
-        assert!(PublicKey::from_bytes(&non_canonical).is_err());
+        assert_eq!(PublicKey::from_bytes(&non_canonical).unwrap_err().code(), "invalid_key");
+    }
+
+    /// The byte-level canonical check agrees with dalek's re-encoding on every kind of input: random
+    /// keys, the points of small order, small and large y, with and without the sign bit.
+    #[test]
+    fn canonical_check_matches_reencoding() {
+        let mut inputs: Vec<[u8; 32]> = Vec::new();
+        for i in 0..64u8 {
+            inputs.push(*Identity::from_seed(&[i; 32]).public().as_bytes());
+        }
+        for p in curve25519_dalek::constants::EIGHT_TORSION.iter() {
+            inputs.push(p.compress().to_bytes());
+        }
+        for y in 0..38u8 {
+            let mut low = [0u8; 32];
+            low[0] = y;
+            inputs.push(low);
+            // p - 20 + y: the top of the field and just over it.
+            let mut high = FIELD_P;
+            high[0] = 0xed - 20 + y;
+            inputs.push(high);
+        }
+        for b in inputs.clone() {
+            let mut signed = b;
+            signed[31] ^= 0x80;
+            inputs.push(signed);
+        }
+        let mut decodable = 0;
+        for b in &inputs {
+            if let Ok(key) = VerifyingKey::from_bytes(b) {
+                decodable += 1;
+                let reencodes = key.to_edwards().compress().as_bytes() == b;
+                assert_eq!(is_canonical(b), reencodes, "{}", hex::encode(b));
+            }
+        }
+        assert!(decodable > 150, "{decodable}");
     }
 }

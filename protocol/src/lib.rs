@@ -33,6 +33,9 @@ pub mod limits;
 pub mod signed;
 pub mod types;
 
+#[cfg(test)]
+mod tests;
+
 pub use body::{
     Acknowledgement, Agreement, Body, Cancellation, Completion, Extension, FORMAT_VERSION, FacetRating, Handover,
     Header, Listing, Profile, Proposal, RecordBody, RecordType, Return, Review, ReviewCommitment, Revocation, Terms,

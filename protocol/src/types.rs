@@ -365,10 +365,15 @@ pub(crate) fn check_slug(field: &'static str, s: &str, max: usize) -> Result<(),
     if ok { Ok(()) } else { Err(RecordError::invalid(field, "must be a slug: a-z, 0-9 and single inner dashes")) }
 }
 
+/// Checks a community name: a slug (`a-z`, `0-9`, inner single dashes) of at most 64 bytes.
+pub fn check_community(s: &str) -> Result<(), RecordError> {
+    check_slug("community", s, crate::limits::MAX_COMMUNITY)
+}
+
 /// Checks an optional coarse location: empty, or 1 to 6 geohash characters.
 pub(crate) fn check_geohash(field: &'static str, s: &str) -> Result<(), RecordError> {
     if s.len() > crate::limits::MAX_GEOHASH_LEN {
-        return Err(RecordError::LocationTooPrecise { len: s.chars().count(), max: crate::limits::MAX_GEOHASH_LEN });
+        return Err(RecordError::LocationTooPrecise { len: s.len(), max: crate::limits::MAX_GEOHASH_LEN });
     }
     if !s.bytes().all(|b| crate::geohash::ALPHABET.contains(&b)) {
         return Err(RecordError::invalid(field, "not a geohash (alphabet 0-9 b-h j k m n p-z)"));

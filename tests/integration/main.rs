@@ -1,1 +1,6 @@
-//! placeholder
+//! The one integration-test binary of the workspace: every integration test is a module of it, so
+//! the workspace links one test binary instead of one per file.
+
+mod node;
+mod support;
+mod vectors;

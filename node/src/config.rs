@@ -1,0 +1,165 @@
+//! How a node is configured: where it keeps its data, how it reaches the network, which communities
+//! it follows, and every bound it enforces. Defaults suit a person's node on a home network; tests
+//! shorten the timers and listen on loopback only.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use libp2p::Multiaddr;
+use troc_protocol::Identity;
+
+use crate::limits::Rate;
+
+/// Everything [`crate::Node::spawn`] needs.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// The node's home: the store lives in `<home>/db`.
+    pub home: PathBuf,
+    /// The person's identity: the PeerId and the signer of their records.
+    pub identity: Identity,
+    /// Addresses to listen on (TCP and QUIC). Port 0 picks a free port.
+    pub listen: Vec<Multiaddr>,
+    /// Peers to dial at start and keep connected (each address must end in `/p2p/<PeerId>`).
+    pub bootstrap: Vec<Multiaddr>,
+    /// The communities (slugs) this node follows. Every node also follows the global scope.
+    pub communities: Vec<String>,
+    /// Find neighbours on the local network with mDNS.
+    pub mdns: bool,
+    /// Serve as a relay for peers behind NAT (for nodes with a public address).
+    pub relay_server: bool,
+    /// Run Kademlia in server mode from the start (on a LAN or in tests, where no external address is
+    /// ever confirmed); otherwise it switches to server mode once autonat confirms reachability.
+    pub kad_server: bool,
+    pub store_cache_bytes: u64,
+    pub limits: Limits,
+    pub timing: Timing,
+}
+
+/// Bounds on everything that arrives from outside.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Gossip messages accepted per peer.
+    pub peer_gossip: Rate,
+    /// Records accepted from gossip per author.
+    pub author_gossip: Rate,
+    /// Strikes (invalid records, rate-limit hits) a peer may collect, and how fast they are forgiven,
+    /// before it is disconnected.
+    pub strikes: f64,
+    pub strikes_forgiven_per_sec: f64,
+    /// Ingest jobs queued between the network and the writer; beyond this gossip is ignored (catch-up
+    /// brings it later) and local publishing waits.
+    pub ingest_queue: usize,
+    /// Records verified and written together.
+    pub ingest_batch: usize,
+    /// Largest gossip message (one record and its framing).
+    pub max_gossip_bytes: usize,
+    /// Concurrent catch-up sessions this node runs or serves.
+    pub max_sync_sessions: usize,
+    /// Established connections at most, and per peer.
+    pub max_connections: u32,
+    pub max_connections_per_peer: u32,
+    /// Records kept waiting to be published when no peer follows their topic yet.
+    pub max_pending_publish: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            peer_gossip: Rate::new(50.0, 500.0),
+            author_gossip: Rate::new(2.0, 120.0),
+            strikes: 20.0,
+            strikes_forgiven_per_sec: 0.1,
+            ingest_queue: 4096,
+            ingest_batch: 256,
+            max_gossip_bytes: troc_protocol::limits::MAX_RECORD_BYTES + 1024,
+            max_sync_sessions: 8,
+            max_connections: 256,
+            max_connections_per_peer: 2,
+            max_pending_publish: 1024,
+        }
+    }
+}
+
+/// Timers.
+#[derive(Debug, Clone)]
+pub struct Timing {
+    pub gossip_heartbeat: Duration,
+    /// How often a node reconciles with one of its connected peers.
+    pub sync_interval: Duration,
+    /// How often expired records are pruned.
+    pub prune_interval: Duration,
+    /// How long an idle connection stays open (bootstrap peers are kept open regardless).
+    pub idle_timeout: Duration,
+    /// How often the node looks for more peers of its communities in the DHT.
+    pub discovery_interval: Duration,
+    pub request_timeout: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            gossip_heartbeat: Duration::from_secs(1),
+            sync_interval: Duration::from_secs(60),
+            prune_interval: Duration::from_secs(600),
+            idle_timeout: Duration::from_secs(300),
+            discovery_interval: Duration::from_secs(120),
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Timing {
+    /// Fast timers for tests on loopback.
+    pub fn fast() -> Self {
+        Timing {
+            gossip_heartbeat: Duration::from_millis(100),
+            sync_interval: Duration::from_secs(2),
+            prune_interval: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+            discovery_interval: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The default port of a troc node, for TCP and QUIC.
+pub const DEFAULT_PORT: u16 = 7710;
+
+impl NodeConfig {
+    /// A node listening on every interface at the default port, with mDNS on.
+    pub fn new(home: PathBuf, identity: Identity) -> Self {
+        let listen = vec![
+            format!("/ip4/0.0.0.0/tcp/{DEFAULT_PORT}").parse().expect("valid multiaddr"),
+            format!("/ip4/0.0.0.0/udp/{DEFAULT_PORT}/quic-v1").parse().expect("valid multiaddr"),
+        ];
+        NodeConfig {
+            home,
+            identity,
+            listen,
+            bootstrap: Vec::new(),
+            communities: Vec::new(),
+            mdns: true,
+            relay_server: false,
+            kad_server: false,
+            store_cache_bytes: 64 * 1024 * 1024,
+            limits: Limits::default(),
+            timing: Timing::default(),
+        }
+    }
+
+    /// A node for tests: loopback TCP on a free port, no mDNS, Kademlia server mode, fast timers.
+    pub fn for_test(home: PathBuf, identity: Identity) -> Self {
+        NodeConfig {
+            listen: vec!["/ip4/127.0.0.1/tcp/0".parse().expect("valid multiaddr")],
+            mdns: false,
+            kad_server: true,
+            store_cache_bytes: 8 * 1024 * 1024,
+            timing: Timing::fast(),
+            ..NodeConfig::new(home, identity)
+        }
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.home.join("db")
+    }
+}

@@ -1,0 +1,197 @@
+//! The libp2p side of a node: which protocols it speaks and how the swarm is built.
+//!
+//! Transports: TCP + noise + yamux, QUIC, DNS, and the relay client (for peers behind NAT).
+//! Protocols: gossipsub (records, with our own validation of every message), identify, ping,
+//! Kademlia under troc's own protocol name (peer discovery; provider records per community), mDNS
+//! (optional), autonat (reachability), relay server (optional) + dcutr (hole punching),
+//! request-response for catch-up, and connection limits.
+//!
+//! Only the swarm task in `node.rs` touches the `Swarm` this module builds.
+
+use std::time::Duration;
+
+use libp2p::gossipsub::{self, MessageAuthenticity, MessageId, PeerScoreParams, PeerScoreThresholds, ValidationMode};
+use libp2p::kad::{self, store::MemoryStore};
+use libp2p::request_response::{self, ProtocolSupport};
+use libp2p::swarm::NetworkBehaviour;
+use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::{
+    StreamProtocol, Swarm, SwarmBuilder, autonat, connection_limits, dcutr, identify, mdns, noise, ping, relay, tcp,
+    yamux,
+};
+use sha2::{Digest, Sha256};
+use thiserror::Error;
+
+use crate::config::NodeConfig;
+use crate::sync::{SyncRequest, SyncResponse};
+
+/// The agent and protocol version announced by identify.
+pub const PROTOCOL_VERSION: &str = "/troc/1.0.0";
+/// Kademlia under our own name, so troc nodes never join the IPFS DHT.
+pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/troc/kad/1.0.0");
+/// Catch-up.
+pub const SYNC_PROTOCOL: StreamProtocol = StreamProtocol::new("/troc/sync/1");
+/// Largest catch-up request and response.
+pub const MAX_SYNC_REQUEST: u64 = 1024 * 1024;
+pub const MAX_SYNC_RESPONSE: u64 = 2 * 1024 * 1024;
+
+/// Every protocol a troc node speaks.
+#[allow(missing_debug_implementations)] // several libp2p behaviours do not implement Debug
+#[derive(NetworkBehaviour)]
+pub struct Behaviour {
+    pub limits: connection_limits::Behaviour,
+    pub relay_client: relay::client::Behaviour,
+    pub relay_server: Toggle<relay::Behaviour>,
+    pub dcutr: dcutr::Behaviour,
+    pub autonat: autonat::v1::Behaviour,
+    pub identify: identify::Behaviour,
+    pub ping: ping::Behaviour,
+    pub kad: kad::Behaviour<MemoryStore>,
+    pub mdns: Toggle<mdns::tokio::Behaviour>,
+    pub gossipsub: gossipsub::Behaviour,
+    pub sync: request_response::cbor::Behaviour<SyncRequest, SyncResponse>,
+}
+
+#[derive(Debug, Error)]
+pub enum BuildError {
+    #[error("could not set up the transport: {0}")]
+    Transport(String),
+    #[error("invalid gossipsub configuration: {0}")]
+    Gossipsub(String),
+    #[error("could not start mDNS")]
+    Mdns(#[source] std::io::Error),
+}
+
+/// The gossipsub message id of a message: the record id (SHA-256 of the domain prefix and content)
+/// when the data is a record, so duplicates are recognised whoever forwards them. For data that is
+/// not a record, a hash of the data (it will be rejected by validation anyway).
+fn message_id(msg: &gossipsub::Message) -> MessageId {
+    match troc_protocol::decode(&msg.data) {
+        Ok(u) => MessageId::from(u.id().0.to_vec()),
+        Err(_) => MessageId::from(Sha256::digest(&msg.data).to_vec()),
+    }
+}
+
+/// Peer scoring for a quiet topic: the defaults punish mesh peers that deliver fewer than 20
+/// messages, which on a neighbourhood's offers is every honest peer. Here only invalid messages and
+/// protocol misbehaviour cost score; delivering first earns a little.
+pub fn topic_score_params() -> gossipsub::TopicScoreParams {
+    gossipsub::TopicScoreParams {
+        topic_weight: 1.0,
+        time_in_mesh_weight: 0.01,
+        time_in_mesh_quantum: Duration::from_secs(1),
+        time_in_mesh_cap: 100.0,
+        first_message_deliveries_weight: 1.0,
+        first_message_deliveries_decay: 0.9,
+        first_message_deliveries_cap: 50.0,
+        mesh_message_deliveries_weight: 0.0,
+        mesh_message_deliveries_decay: 0.5,
+        mesh_message_deliveries_cap: 100.0,
+        mesh_message_deliveries_threshold: 1.0,
+        mesh_message_deliveries_window: Duration::from_millis(10),
+        mesh_message_deliveries_activation: Duration::from_secs(60),
+        mesh_failure_penalty_weight: 0.0,
+        mesh_failure_penalty_decay: 0.5,
+        // The penalty is weight x (invalid count)^2, decaying slowly: 3 invalid records put a peer under
+        // the gossip threshold (-10), 5 at the publish threshold (-50), 7 under the graylist (-80),
+        // after which its messages are dropped unread. An honest peer with a skewed clock that
+        // forwards one or two refused records loses little.
+        invalid_message_deliveries_weight: -2.0,
+        invalid_message_deliveries_decay: 0.99,
+    }
+}
+
+pub fn peer_score_params() -> (PeerScoreParams, PeerScoreThresholds) {
+    let params = PeerScoreParams {
+        // Neighbours often share one public address (a building, a campus): do not punish that.
+        ip_colocation_factor_weight: 0.0,
+        ..PeerScoreParams::default()
+    };
+    (params, PeerScoreThresholds::default())
+}
+
+fn gossipsub(config: &NodeConfig, keypair: &libp2p::identity::Keypair) -> Result<gossipsub::Behaviour, BuildError> {
+    let gcfg = gossipsub::ConfigBuilder::default()
+        .heartbeat_interval(config.timing.gossip_heartbeat)
+        .heartbeat_initial_delay(config.timing.gossip_heartbeat)
+        .validation_mode(ValidationMode::Strict)
+        .validate_messages()
+        .message_id_fn(message_id)
+        .max_transmit_size(config.limits.max_gossip_bytes)
+        // Keep validated records in the cache long enough for peers that ask after a heartbeat or two.
+        .history_length(6)
+        .history_gossip(3)
+        .build()
+        .map_err(|e| BuildError::Gossipsub(e.to_string()))?;
+    let mut behaviour = gossipsub::Behaviour::new(MessageAuthenticity::Signed(keypair.clone()), gcfg)
+        .map_err(|e| BuildError::Gossipsub(e.to_owned()))?;
+    let (params, thresholds) = peer_score_params();
+    behaviour.with_peer_score(params, thresholds).map_err(BuildError::Gossipsub)?;
+    Ok(behaviour)
+}
+
+/// Builds the swarm for `config`.
+pub fn build_swarm(config: &NodeConfig) -> Result<Swarm<Behaviour>, BuildError> {
+    let keypair = config.identity.to_libp2p_keypair();
+    let peer_id = keypair.public().to_peer_id();
+    let gossipsub = gossipsub(config, &keypair)?;
+    let mdns = if config.mdns {
+        Some(mdns::tokio::Behaviour::new(mdns::Config::default(), peer_id).map_err(BuildError::Mdns)?)
+    } else {
+        None
+    };
+    let limits = &config.limits;
+    let connection_limits = connection_limits::ConnectionLimits::default()
+        .with_max_established(Some(limits.max_connections))
+        .with_max_established_per_peer(Some(limits.max_connections_per_peer))
+        .with_max_pending_incoming(Some(64));
+    let request_timeout = config.timing.request_timeout;
+    let relay_server = config.relay_server;
+
+    let swarm = SwarmBuilder::with_existing_identity(keypair)
+        .with_tokio()
+        .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
+        .map_err(|e| BuildError::Transport(e.to_string()))?
+        .with_quic()
+        .with_dns()
+        .map_err(|e| BuildError::Transport(e.to_string()))?
+        .with_relay_client(noise::Config::new, yamux::Config::default)
+        .map_err(|e| BuildError::Transport(e.to_string()))?
+        .with_behaviour(|key, relay_client| {
+            let local = key.public().to_peer_id();
+            let mut kad_cfg = kad::Config::new(KAD_PROTOCOL);
+            kad_cfg.set_query_timeout(Duration::from_secs(60));
+            let kad = kad::Behaviour::with_config(local, MemoryStore::new(local), kad_cfg);
+            let sync = request_response::cbor::Behaviour::with_codec(
+                request_response::cbor::codec::Codec::default()
+                    .set_request_size_maximum(MAX_SYNC_REQUEST)
+                    .set_response_size_maximum(MAX_SYNC_RESPONSE),
+                [(SYNC_PROTOCOL, ProtocolSupport::Full)],
+                request_response::Config::default()
+                    .with_request_timeout(request_timeout)
+                    .with_max_concurrent_streams(32),
+            );
+            Behaviour {
+                limits: connection_limits::Behaviour::new(connection_limits),
+                relay_client,
+                relay_server: Toggle::from(
+                    relay_server.then(|| relay::Behaviour::new(local, relay::Config::default())),
+                ),
+                dcutr: dcutr::Behaviour::new(local),
+                autonat: autonat::v1::Behaviour::new(local, autonat::v1::Config::default()),
+                identify: identify::Behaviour::new(
+                    identify::Config::new(PROTOCOL_VERSION.to_owned(), key.public())
+                        .with_agent_version(format!("troc/{}", env!("CARGO_PKG_VERSION"))),
+                ),
+                ping: ping::Behaviour::new(ping::Config::new()),
+                kad,
+                mdns: Toggle::from(mdns),
+                gossipsub,
+                sync,
+            }
+        })
+        .map_err(|e| BuildError::Transport(e.to_string()))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(config.timing.idle_timeout))
+        .build();
+    Ok(swarm)
+}

@@ -1,0 +1,856 @@
+//! The running node: [`Node::spawn`] starts it and returns a [`NodeHandle`].
+//!
+//! Three parts, each owning what it changes (rust-libp2p's file-sharing example, without its panics):
+//! - the **swarm task** (`EventLoop` here) owns the libp2p `Swarm`: it dials, publishes, answers
+//!   gossipsub with the writer's verdicts, and carries catch-up requests;
+//! - the **writer thread** (`ingest.rs`) owns every store write;
+//! - the **sync task** (`catchup.rs`) runs catch-up sessions through the swarm task.
+//!
+//! A `NodeHandle` is cheap to clone. It sends commands over a bounded channel with a oneshot reply,
+//! reads the store directly (sled reads are concurrent), and subscribes to events. Shutdown is
+//! explicit: [`NodeHandle::shutdown`] stops the sync task, closes every connection, drains the
+//! writer's queue, flushes and closes the store, and only then returns.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use libp2p::core::ConnectedPoint;
+use libp2p::gossipsub::{self, MessageAcceptance, PublishError, TopicHash};
+use libp2p::kad::{self, RecordKey};
+use libp2p::multiaddr::Protocol;
+use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
+use libp2p::swarm::dial_opts::DialOpts;
+use libp2p::swarm::{ConnectionId, SwarmEvent};
+use libp2p::{Multiaddr, PeerId, Swarm, autonat, identify, mdns};
+use serde::Serialize;
+use thiserror::Error;
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use troc_protocol::{Identity, RecordBody, Signed, SignedRecord, Timestamp};
+
+use crate::catchup::{SyncDriver, SyncSummary, ToSync};
+use crate::config::NodeConfig;
+use crate::events::{EVENT_CAPACITY, NodeEvent};
+use crate::ingest::{ItemResult, Job, Origin, ToSwarm, Writer};
+use crate::limits::{RateLimiter, Strikes};
+use crate::metrics::{Metrics, MetricsSnapshot, Source};
+use crate::network::{self, Behaviour, BehaviourEvent, KAD_PROTOCOL};
+use crate::store::{Store, StoreConfig, StoreError};
+use crate::sync::{SyncRequest, SyncResponse};
+use crate::{now_secs, topics};
+
+/// Commands from handles (and the sync task) to the swarm task.
+#[derive(Debug)]
+pub(crate) enum Command {
+    Dial { addr: Multiaddr, reply: oneshot::Sender<Result<PeerId, String>> },
+    Peers { reply: oneshot::Sender<Vec<PeerInfo>> },
+    ListenAddrs { reply: oneshot::Sender<Vec<Multiaddr>> },
+    PeerScore { peer: PeerId, reply: oneshot::Sender<Option<f64>> },
+    Follow { community: String, reply: oneshot::Sender<Result<(), String>> },
+    Disconnect { peer: PeerId },
+    GossipRaw { scope: String, bytes: Vec<u8>, reply: oneshot::Sender<Result<(), String>> },
+    SendSync { peer: PeerId, request: SyncRequest, reply: oneshot::Sender<Result<SyncResponse, String>> },
+    RespondSync { channel: u64, response: SyncResponse },
+    Shutdown { reply: oneshot::Sender<Result<(), String>> },
+}
+
+/// A connected peer, as the node sees it.
+#[derive(Debug, Clone, Serialize)]
+pub struct PeerInfo {
+    #[serde(serialize_with = "crate::events::display")]
+    pub peer_id: PeerId,
+    pub addresses: Vec<String>,
+    pub agent: Option<String>,
+    pub score: Option<f64>,
+    pub relayed: bool,
+}
+
+/// What can go wrong starting or talking to a node.
+#[derive(Debug, Error)]
+pub enum NodeError {
+    #[error("could not open the store")]
+    Store(#[from] StoreError),
+    #[error("could not build the network")]
+    Network(#[from] network::BuildError),
+    #[error("could not listen on {addr}: {reason}")]
+    Listen { addr: Multiaddr, reason: String },
+    #[error("the node did not start listening within {0:?}")]
+    ListenTimeout(Duration),
+    #[error("the node has shut down")]
+    ShutDown,
+    #[error("could not start the writer thread")]
+    Thread(#[source] std::io::Error),
+    #[error("{0}")]
+    Failed(String),
+    #[error("invalid record")]
+    Record(#[from] troc_protocol::RecordError),
+}
+
+/// Starts nodes.
+#[derive(Debug)]
+pub struct Node;
+
+/// A cheap, cloneable handle on a running node.
+#[derive(Clone)]
+pub struct NodeHandle {
+    commands: mpsc::Sender<Command>,
+    ingest: mpsc::Sender<Job>,
+    to_sync: mpsc::Sender<ToSync>,
+    store: Store,
+    events: broadcast::Sender<NodeEvent>,
+    metrics: Metrics,
+    identity: Arc<Identity>,
+    peer_id: PeerId,
+    scopes: Arc<RwLock<Vec<String>>>,
+}
+
+impl std::fmt::Debug for NodeHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeHandle").field("peer_id", &self.peer_id).finish_non_exhaustive()
+    }
+}
+
+impl Node {
+    /// Opens the store, builds the swarm, starts listening, and spawns the node's tasks. Returns
+    /// once the node listens on every configured address.
+    pub async fn spawn(config: NodeConfig) -> Result<(NodeHandle, broadcast::Receiver<NodeEvent>), NodeError> {
+        let store_cfg = StoreConfig { cache_bytes: config.store_cache_bytes, ..StoreConfig::new(config.db_path()) };
+        let store = tokio::task::spawn_blocking(move || Store::open(store_cfg))
+            .await
+            .map_err(|e| NodeError::Failed(e.to_string()))??;
+
+        let mut swarm = network::build_swarm(&config)?;
+        for addr in &config.listen {
+            swarm
+                .listen_on(addr.clone())
+                .map_err(|e| NodeError::Listen { addr: addr.clone(), reason: e.to_string() })?;
+        }
+        let listen_addrs = wait_listening(&mut swarm, config.listen.len()).await?;
+        if config.kad_server {
+            swarm.behaviour_mut().kad.set_mode(Some(kad::Mode::Server));
+        }
+
+        let mut scopes = vec![topics::scope_name(None)];
+        for c in &config.communities {
+            let s = topics::scope_name(Some(c));
+            if !scopes.contains(&s) {
+                scopes.push(s);
+            }
+        }
+        for s in &scopes {
+            subscribe(&mut swarm, s);
+        }
+
+        let metrics = Metrics::new();
+        let (events, events_rx) = broadcast::channel(EVENT_CAPACITY);
+        let (cmd_tx, cmd_rx) = mpsc::channel(256);
+        let (ingest_tx, ingest_rx) = mpsc::channel(config.limits.ingest_queue);
+        let (to_swarm_tx, to_swarm_rx) = mpsc::channel(1024);
+        let (to_sync_tx, to_sync_rx) = mpsc::channel(256);
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let scopes = Arc::new(RwLock::new(scopes));
+
+        let writer = Writer {
+            local: *config.identity.public(),
+            store: store.clone(),
+            metrics: metrics.clone(),
+            limits: config.limits.clone(),
+            rx: ingest_rx,
+            to_swarm: to_swarm_tx,
+            events: events.clone(),
+        };
+        std::thread::Builder::new()
+            .name("troc-writer".into())
+            .spawn(move || writer.run())
+            .map_err(NodeError::Thread)?;
+
+        let peer_id = *swarm.local_peer_id();
+        let handle = NodeHandle {
+            commands: cmd_tx.clone(),
+            ingest: ingest_tx.clone(),
+            to_sync: to_sync_tx.clone(),
+            store: store.clone(),
+            events: events.clone(),
+            metrics: metrics.clone(),
+            identity: Arc::new(config.identity.clone()),
+            peer_id,
+            scopes: scopes.clone(),
+        };
+
+        let driver = SyncDriver::new(
+            cmd_tx,
+            ingest_tx.clone(),
+            store.clone(),
+            metrics.clone(),
+            events.clone(),
+            scopes.clone(),
+            config.limits.clone(),
+            config.timing.sync_interval,
+            to_sync_rx,
+            shutdown_rx.clone(),
+        );
+        let driver = tokio::spawn(driver.run());
+
+        let mut event_loop = EventLoop {
+            swarm,
+            commands: cmd_rx,
+            from_writer: to_swarm_rx,
+            ingest: ingest_tx,
+            to_sync: to_sync_tx,
+            events: events.clone(),
+            metrics,
+            peer_rate: RateLimiter::new(config.limits.peer_gossip, 10_000),
+            strikes: Strikes::new(config.limits.strikes, config.limits.strikes_forgiven_per_sec, 10_000),
+            banned: HashMap::new(),
+            sync_out: HashMap::new(),
+            sync_in: HashMap::new(),
+            next_channel: 0,
+            dials: HashMap::new(),
+            pending_publish: HashMap::new(),
+            bootstrap: HashMap::new(),
+            listen_addrs,
+            agents: HashMap::new(),
+            relays: HashSet::new(),
+            nat_private: false,
+            scopes,
+            config: config.clone(),
+            shutdown: shutdown_tx,
+            driver: Some(driver),
+        };
+        for addr in &config.bootstrap {
+            match peer_of(addr) {
+                Some(peer) => {
+                    event_loop.bootstrap.insert(
+                        peer,
+                        Bootstrap { addr: addr.clone(), next_try: Instant::now(), backoff: Duration::from_secs(1) },
+                    );
+                    event_loop.swarm.behaviour_mut().kad.add_address(&peer, strip_p2p(addr));
+                }
+                None => tracing::warn!(%addr, "bootstrap address without /p2p/<peer id> ignored"),
+            }
+        }
+        for addr in event_loop.listen_addrs.clone() {
+            let _ = events.send(NodeEvent::Listening { address: addr });
+        }
+        tokio::spawn(event_loop.run());
+        Ok((handle, events_rx))
+    }
+}
+
+/// Polls the swarm until it listens on `n` addresses (port 0 resolves to a real port).
+async fn wait_listening(swarm: &mut Swarm<Behaviour>, n: usize) -> Result<Vec<Multiaddr>, NodeError> {
+    let limit = Duration::from_secs(10);
+    let mut addrs = Vec::new();
+    let deadline = tokio::time::Instant::now() + limit;
+    while addrs.len() < n {
+        match tokio::time::timeout_at(deadline, swarm.select_next_some()).await {
+            Ok(SwarmEvent::NewListenAddr { address, .. }) => addrs.push(address),
+            Ok(SwarmEvent::ListenerError { error, .. }) => {
+                return Err(NodeError::Failed(format!("listener failed: {error}")));
+            }
+            Ok(_) => {}
+            Err(_) => return Err(NodeError::ListenTimeout(limit)),
+        }
+    }
+    Ok(addrs)
+}
+
+fn subscribe(swarm: &mut Swarm<Behaviour>, scope: &str) {
+    let topic = topics::topic(scope);
+    let g = &mut swarm.behaviour_mut().gossipsub;
+    if let Err(e) = g.subscribe(&topic) {
+        tracing::warn!(%scope, error = %e, "could not subscribe");
+    }
+    let _ = g.set_topic_params(topic, network::topic_score_params());
+}
+
+fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
+    addr.iter().find_map(|p| if let Protocol::P2p(id) = p { Some(id) } else { None })
+}
+
+fn strip_p2p(addr: &Multiaddr) -> Multiaddr {
+    addr.iter().filter(|p| !matches!(p, Protocol::P2p(_))).collect()
+}
+
+fn community_key(community: &str) -> RecordKey {
+    RecordKey::new(&format!("troc/v1/community/{community}"))
+}
+
+impl NodeHandle {
+    pub fn peer_id(&self) -> PeerId {
+        self.peer_id
+    }
+
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    /// The store, for reads. Writes go through [`NodeHandle::publish`].
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<NodeEvent> {
+        self.events.subscribe()
+    }
+
+    pub fn metrics(&self) -> MetricsSnapshot {
+        self.metrics.snapshot()
+    }
+
+    /// The scopes this node follows: `global` and `community/<slug>` for each community.
+    pub fn scopes(&self) -> Vec<String> {
+        self.scopes.read().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// Stores a record through the one ingest path and, once stored, gossips it on its topic.
+    pub async fn publish(&self, record: &SignedRecord) -> Result<ItemResult, NodeError> {
+        let mut results = self.ingest_local(vec![record.bytes().to_vec()]).await?;
+        results.pop().ok_or(NodeError::ShutDown)
+    }
+
+    /// Signs `body` as this node's identity, now, and publishes it.
+    pub async fn sign_and_publish<T: RecordBody>(&self, body: T) -> Result<(Signed<T>, ItemResult), NodeError> {
+        let record = Signed::sign(&self.identity, now_secs(), body)?;
+        let result = self.publish(&record.clone().into_any()).await?;
+        Ok((record, result))
+    }
+
+    /// Stores many local records in one batch (imports, tests).
+    pub async fn ingest_local(&self, items: Vec<Vec<u8>>) -> Result<Vec<ItemResult>, NodeError> {
+        let (tx, rx) = oneshot::channel();
+        self.ingest
+            .send(Job::Records { origin: Box::new(Origin::Local), items, reply: Some(tx) })
+            .await
+            .map_err(|_| NodeError::ShutDown)?;
+        rx.await.map_err(|_| NodeError::ShutDown)
+    }
+
+    async fn call<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, NodeError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands.send(make(tx)).await.map_err(|_| NodeError::ShutDown)?;
+        rx.await.map_err(|_| NodeError::ShutDown)
+    }
+
+    /// Dials `addr` and waits until the connection is up (or failed).
+    pub async fn dial(&self, addr: Multiaddr) -> Result<PeerId, NodeError> {
+        self.call(|reply| Command::Dial { addr, reply }).await?.map_err(NodeError::Failed)
+    }
+
+    pub async fn peers(&self) -> Result<Vec<PeerInfo>, NodeError> {
+        self.call(|reply| Command::Peers { reply }).await
+    }
+
+    /// The addresses the node listens on (with port 0 resolved).
+    pub async fn listen_addrs(&self) -> Result<Vec<Multiaddr>, NodeError> {
+        self.call(|reply| Command::ListenAddrs { reply }).await
+    }
+
+    /// Listen addresses with `/p2p/<our peer id>` appended: what another node dials.
+    pub async fn dial_addrs(&self) -> Result<Vec<Multiaddr>, NodeError> {
+        let id = self.peer_id;
+        Ok(self.listen_addrs().await?.into_iter().map(|a| a.with(Protocol::P2p(id))).collect())
+    }
+
+    /// Gossipsub's score of a peer (None if unknown).
+    pub async fn peer_score(&self, peer: PeerId) -> Result<Option<f64>, NodeError> {
+        self.call(|reply| Command::PeerScore { peer, reply }).await
+    }
+
+    /// Starts following a community: its gossip topic and its catch-up scope.
+    pub async fn follow(&self, community: &str) -> Result<(), NodeError> {
+        let community = community.to_owned();
+        self.call(|reply| Command::Follow { community, reply }).await?.map_err(NodeError::Failed)
+    }
+
+    pub async fn disconnect(&self, peer: PeerId) -> Result<(), NodeError> {
+        self.commands.send(Command::Disconnect { peer }).await.map_err(|_| NodeError::ShutDown)
+    }
+
+    /// Runs catch-up with every connected peer now and waits for it.
+    pub async fn sync_now(&self) -> Result<SyncSummary, NodeError> {
+        let (tx, rx) = oneshot::channel();
+        self.to_sync.send(ToSync::SyncNow { reply: tx }).await.map_err(|_| NodeError::ShutDown)?;
+        rx.await.map_err(|_| NodeError::ShutDown)
+    }
+
+    /// Publishes raw bytes on a scope's topic without any check. For tests that play a hostile peer.
+    #[doc(hidden)]
+    pub async fn gossip_raw(&self, scope: &str, bytes: Vec<u8>) -> Result<(), NodeError> {
+        let scope = scope.to_owned();
+        self.call(|reply| Command::GossipRaw { scope, bytes, reply }).await?.map_err(NodeError::Failed)
+    }
+
+    /// Shuts the node down: connections closed, queue drained, store flushed and closed.
+    pub async fn shutdown(&self) -> Result<(), NodeError> {
+        self.call(|reply| Command::Shutdown { reply }).await?.map_err(NodeError::Failed)
+    }
+}
+
+/// A bootstrap peer kept connected.
+#[derive(Debug)]
+struct Bootstrap {
+    addr: Multiaddr,
+    next_try: Instant,
+    backoff: Duration,
+}
+
+struct EventLoop {
+    swarm: Swarm<Behaviour>,
+    commands: mpsc::Receiver<Command>,
+    from_writer: mpsc::Receiver<ToSwarm>,
+    ingest: mpsc::Sender<Job>,
+    to_sync: mpsc::Sender<ToSync>,
+    events: broadcast::Sender<NodeEvent>,
+    metrics: Metrics,
+    peer_rate: RateLimiter<PeerId>,
+    strikes: Strikes<PeerId>,
+    /// Peers disconnected for abuse, until when.
+    banned: HashMap<PeerId, Instant>,
+    sync_out: HashMap<OutboundRequestId, oneshot::Sender<Result<SyncResponse, String>>>,
+    sync_in: HashMap<u64, ResponseChannel<SyncResponse>>,
+    next_channel: u64,
+    dials: HashMap<ConnectionId, oneshot::Sender<Result<PeerId, String>>>,
+    pending_publish: HashMap<TopicHash, VecDeque<Vec<u8>>>,
+    bootstrap: HashMap<PeerId, Bootstrap>,
+    listen_addrs: Vec<Multiaddr>,
+    agents: HashMap<PeerId, String>,
+    relays: HashSet<PeerId>,
+    nat_private: bool,
+    scopes: Arc<RwLock<Vec<String>>>,
+    config: NodeConfig,
+    shutdown: watch::Sender<bool>,
+    /// The sync task, awaited at shutdown so nothing of it outlives the node.
+    driver: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// How long a peer disconnected for abuse stays refused.
+const BAN: Duration = Duration::from_secs(600);
+/// At most this many relays are used for reservations.
+const MAX_RELAYS: usize = 2;
+/// The relay hop protocol, announced by relay servers.
+const RELAY_HOP: &str = "/libp2p/circuit/relay/0.2.0/hop";
+
+impl EventLoop {
+    async fn run(mut self) {
+        let mut prune = tokio::time::interval(self.config.timing.prune_interval);
+        let mut discovery = tokio::time::interval(self.config.timing.discovery_interval);
+        let mut housekeeping = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                event = self.swarm.select_next_some() => self.on_swarm_event(event),
+                Some(msg) = self.from_writer.recv() => self.on_writer(msg),
+                command = self.commands.recv() => match command {
+                    Some(Command::Shutdown { reply }) => {
+                        let result = self.shutdown().await;
+                        let _ = reply.send(result);
+                        return;
+                    }
+                    Some(c) => self.on_command(c),
+                    // Every handle dropped: shut down quietly.
+                    None => {
+                        let _ = self.shutdown().await;
+                        return;
+                    }
+                },
+                _ = prune.tick() => {
+                    let _ = self.ingest.try_send(Job::Prune);
+                }
+                _ = discovery.tick() => self.discover(),
+                _ = housekeeping.tick() => self.housekeeping(),
+            }
+        }
+    }
+
+    async fn shutdown(&mut self) -> Result<(), String> {
+        let _ = self.shutdown.send(true);
+        if let Some(driver) = self.driver.take() {
+            // The driver's sessions may wait on this loop for answers: keep serving the swarm and
+            // commands while it winds down (it aborts its sessions at once).
+            let mut driver = driver;
+            loop {
+                tokio::select! {
+                    _ = &mut driver => break,
+                    event = self.swarm.select_next_some() => self.on_swarm_event(event),
+                    Some(c) = self.commands.recv() => match c {
+                        Command::Shutdown { reply } => { let _ = reply.send(Err("already shutting down".into())); }
+                        c => self.on_command(c),
+                    },
+                }
+            }
+        }
+        let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+        for p in peers {
+            let _ = self.swarm.disconnect_peer_id(p);
+        }
+        // Let the swarm carry out the disconnections (bounded: a peer that does not answer is cut).
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        while self.swarm.connected_peers().next().is_some() {
+            match tokio::time::timeout_at(deadline, self.swarm.select_next_some()).await {
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        let (tx, rx) = oneshot::channel();
+        self.ingest.send(Job::Close { reply: tx }).await.map_err(|_| "the writer is gone".to_string())?;
+        rx.await.map_err(|_| "the writer stopped without closing the store".to_string())?
+    }
+
+    fn housekeeping(&mut self) {
+        let now = Instant::now();
+        self.banned.retain(|_, until| *until > now);
+        let connected: HashSet<PeerId> = self.swarm.connected_peers().copied().collect();
+        let mut to_dial = Vec::new();
+        for (peer, b) in self.bootstrap.iter_mut() {
+            if !connected.contains(peer) && b.next_try <= now {
+                to_dial.push(b.addr.clone());
+                b.next_try = now + b.backoff;
+                b.backoff = (b.backoff * 2).min(Duration::from_secs(60));
+            }
+        }
+        for addr in to_dial {
+            if let Err(e) = self.swarm.dial(addr.clone()) {
+                tracing::debug!(%addr, error = %e, "bootstrap dial failed");
+            }
+        }
+    }
+
+    fn discover(&mut self) {
+        let communities: Vec<String> = self
+            .scopes
+            .read()
+            .map(|s| s.iter().filter_map(|s| topics::community_of_scope(s).map(str::to_owned)).collect())
+            .unwrap_or_default();
+        let kad = &mut self.swarm.behaviour_mut().kad;
+        for c in communities {
+            let key = community_key(&c);
+            if let Err(e) = kad.start_providing(key.clone()) {
+                tracing::debug!(community = %c, error = %e, "could not announce the community");
+            }
+            kad.get_providers(key);
+        }
+        if self.swarm.connected_peers().next().is_some() {
+            let _ = self.swarm.behaviour_mut().kad.bootstrap();
+        }
+    }
+
+    fn on_writer(&mut self, msg: ToSwarm) {
+        match msg {
+            ToSwarm::Verdict { msg_id, peer, acceptance, code } => {
+                let reject = matches!(acceptance, MessageAcceptance::Reject);
+                self.swarm.behaviour_mut().gossipsub.report_message_validation_result(&msg_id, &peer, acceptance);
+                if reject {
+                    if let Some(code) = code {
+                        let _ = self.events.send(NodeEvent::Rejected { peer, code });
+                    }
+                    self.strike(peer);
+                }
+            }
+            ToSwarm::Publish { scope, bytes } => self.publish(&scope, bytes),
+            ToSwarm::Changed => {
+                let _ = self.to_sync.try_send(ToSync::Changed);
+            }
+        }
+    }
+
+    fn strike(&mut self, peer: PeerId) {
+        if self.strikes.strike(&peer, Instant::now()) {
+            tracing::info!(%peer, "disconnecting a peer that keeps sending invalid data");
+            self.metrics.disconnected_for_abuse();
+            self.banned.insert(peer, Instant::now() + BAN);
+            self.strikes.forget(&peer);
+            let _ = self.swarm.disconnect_peer_id(peer);
+        }
+    }
+
+    fn publish(&mut self, scope: &str, bytes: Vec<u8>) {
+        let topic = topics::topic(scope);
+        match self.swarm.behaviour_mut().gossipsub.publish(topic.clone(), bytes.clone()) {
+            Ok(_) => self.metrics.published(),
+            Err(PublishError::Duplicate) => {}
+            Err(PublishError::NoPeersSubscribedToTopic) | Err(PublishError::AllQueuesFull(_)) => {
+                // Nobody to send it to yet: keep it for when a peer subscribes. Catch-up would bring
+                // it too, but later.
+                let q = self.pending_publish.entry(topic.hash()).or_default();
+                if q.len() >= self.config.limits.max_pending_publish {
+                    q.pop_front();
+                }
+                q.push_back(bytes);
+            }
+            Err(e) => tracing::warn!(%scope, error = %e, "could not publish"),
+        }
+    }
+
+    fn flush_pending(&mut self, topic: &TopicHash) {
+        let Some(queue) = self.pending_publish.remove(topic) else { return };
+        let scope = topic.as_str().strip_prefix("troc/v1/").unwrap_or_default().to_owned();
+        for bytes in queue {
+            self.publish(&scope, bytes);
+        }
+    }
+
+    fn on_command(&mut self, command: Command) {
+        match command {
+            Command::Dial { addr, reply } => {
+                let opts = DialOpts::from(addr.clone());
+                let id = opts.connection_id();
+                match self.swarm.dial(opts) {
+                    Ok(()) => {
+                        self.dials.insert(id, reply);
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(format!("could not dial {addr}: {e}")));
+                    }
+                }
+            }
+            Command::Peers { reply } => {
+                let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+                let g = &self.swarm.behaviour().gossipsub;
+                let infos = peers
+                    .into_iter()
+                    .map(|p| PeerInfo {
+                        peer_id: p,
+                        addresses: Vec::new(),
+                        agent: self.agents.get(&p).cloned(),
+                        score: g.peer_score(&p),
+                        relayed: false,
+                    })
+                    .collect();
+                let _ = reply.send(infos);
+            }
+            Command::ListenAddrs { reply } => {
+                let _ = reply.send(self.listen_addrs.clone());
+            }
+            Command::PeerScore { peer, reply } => {
+                let _ = reply.send(self.swarm.behaviour().gossipsub.peer_score(&peer));
+            }
+            Command::Follow { community, reply } => {
+                let scope = topics::scope_name(Some(&community));
+                let result = match troc_protocol::types::check_community(&community) {
+                    Ok(()) => {
+                        subscribe(&mut self.swarm, &scope);
+                        if let Ok(mut s) = self.scopes.write()
+                            && !s.contains(&scope)
+                        {
+                            s.push(scope);
+                        }
+                        self.discover();
+                        Ok(())
+                    }
+                    Err(e) => Err(e.to_string()),
+                };
+                let _ = reply.send(result);
+            }
+            Command::Disconnect { peer } => {
+                let _ = self.swarm.disconnect_peer_id(peer);
+            }
+            Command::GossipRaw { scope, bytes, reply } => {
+                let result = self
+                    .swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .publish(topics::topic(&scope), bytes)
+                    .map(|_| ())
+                    .map_err(|e| e.to_string());
+                let _ = reply.send(result);
+            }
+            Command::SendSync { peer, request, reply } => {
+                let id = self.swarm.behaviour_mut().sync.send_request(&peer, request);
+                self.sync_out.insert(id, reply);
+            }
+            Command::RespondSync { channel, response } => {
+                if let Some(ch) = self.sync_in.remove(&channel) {
+                    let _ = self.swarm.behaviour_mut().sync.send_response(ch, response);
+                }
+            }
+            Command::Shutdown { .. } => {} // handled in run()
+        }
+    }
+
+    fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                if !self.listen_addrs.contains(&address) {
+                    self.listen_addrs.push(address.clone());
+                }
+                let _ = self.events.send(NodeEvent::Listening { address });
+            }
+            SwarmEvent::ExpiredListenAddr { address, .. } => self.listen_addrs.retain(|a| a != &address),
+            SwarmEvent::ConnectionEstablished { peer_id, connection_id, num_established, endpoint, .. } => {
+                if let Some(reply) = self.dials.remove(&connection_id) {
+                    let _ = reply.send(Ok(peer_id));
+                }
+                if self.banned.contains_key(&peer_id) {
+                    let _ = self.swarm.disconnect_peer_id(peer_id);
+                    return;
+                }
+                if let Some(b) = self.bootstrap.get_mut(&peer_id) {
+                    b.backoff = Duration::from_secs(1);
+                }
+                if let ConnectedPoint::Dialer { address, .. } = &endpoint {
+                    self.swarm.behaviour_mut().kad.add_address(&peer_id, address.clone());
+                }
+                if num_established.get() == 1 {
+                    let _ = self.events.send(NodeEvent::PeerConnected { peer: peer_id });
+                    let _ = self.to_sync.try_send(ToSync::PeerConnected { peer: peer_id });
+                }
+            }
+            SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
+                self.agents.remove(&peer_id);
+                self.relays.remove(&peer_id);
+                let _ = self.events.send(NodeEvent::PeerDisconnected { peer: peer_id });
+            }
+            SwarmEvent::OutgoingConnectionError { connection_id, error, .. } => {
+                if let Some(reply) = self.dials.remove(&connection_id) {
+                    let _ = reply.send(Err(error.to_string()));
+                }
+            }
+            SwarmEvent::Behaviour(event) => self.on_behaviour(event),
+            _ => {}
+        }
+    }
+
+    fn on_behaviour(&mut self, event: BehaviourEvent) {
+        match event {
+            BehaviourEvent::Gossipsub(gossipsub::Event::Message { propagation_source, message_id, message }) => {
+                let g = &mut self.swarm.behaviour_mut().gossipsub;
+                if !self.peer_rate.check(&propagation_source, 1.0, Instant::now()) {
+                    self.metrics.reject(Source::Gossip, "peer_rate_limited");
+                    g.report_message_validation_result(&message_id, &propagation_source, MessageAcceptance::Ignore);
+                    self.strike(propagation_source);
+                    return;
+                }
+                let job = Job::Records {
+                    origin: Box::new(Origin::Gossip {
+                        peer: propagation_source,
+                        msg_id: message_id.clone(),
+                        topic: message.topic,
+                        publisher: message.source,
+                    }),
+                    items: vec![message.data],
+                    reply: None,
+                };
+                if self.ingest.try_send(job).is_err() {
+                    self.metrics.reject(Source::Gossip, "queue_full");
+                    g.report_message_validation_result(&message_id, &propagation_source, MessageAcceptance::Ignore);
+                }
+            }
+            BehaviourEvent::Gossipsub(gossipsub::Event::Subscribed { topic, .. }) => self.flush_pending(&topic),
+            BehaviourEvent::Sync(request_response::Event::Message { peer, message, .. }) => match message {
+                request_response::Message::Request { request, channel, .. } => {
+                    let id = self.next_channel;
+                    self.next_channel += 1;
+                    if self.sync_in.len() >= 256 {
+                        let _ = self.swarm.behaviour_mut().sync.send_response(
+                            channel,
+                            SyncResponse::Refused {
+                                code: "busy".into(),
+                                message: "too many requests in flight".into(),
+                            },
+                        );
+                        return;
+                    }
+                    self.sync_in.insert(id, channel);
+                    if self.to_sync.try_send(ToSync::Inbound { peer, request, channel: id }).is_err()
+                        && let Some(ch) = self.sync_in.remove(&id)
+                    {
+                        {
+                            let _ = self.swarm.behaviour_mut().sync.send_response(
+                                ch,
+                                SyncResponse::Refused { code: "busy".into(), message: "catch-up queue full".into() },
+                            );
+                        }
+                    }
+                }
+                request_response::Message::Response { request_id, response } => {
+                    if let Some(reply) = self.sync_out.remove(&request_id) {
+                        let _ = reply.send(Ok(response));
+                    }
+                }
+            },
+            BehaviourEvent::Sync(request_response::Event::OutboundFailure { request_id, error, .. }) => {
+                if let Some(reply) = self.sync_out.remove(&request_id) {
+                    let _ = reply.send(Err(error.to_string()));
+                }
+            }
+            BehaviourEvent::Sync(request_response::Event::InboundFailure { peer, error, .. }) => {
+                tracing::debug!(%peer, %error, "inbound catch-up request failed");
+            }
+            BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
+                self.agents.insert(peer_id, info.agent_version.clone());
+                if info.protocols.contains(&KAD_PROTOCOL) {
+                    for addr in info.listen_addrs.iter().filter(|a| !is_unroutable(a)) {
+                        self.swarm.behaviour_mut().kad.add_address(&peer_id, addr.clone());
+                    }
+                }
+                let is_relay = info.protocols.iter().any(|p| p.as_ref() == RELAY_HOP);
+                if is_relay
+                    && self.nat_private
+                    && self.relays.len() < MAX_RELAYS
+                    && !self.relays.contains(&peer_id)
+                    && let Some(addr) = info.listen_addrs.iter().find(|a| !is_unroutable(a))
+                {
+                    {
+                        let circuit = addr.clone().with(Protocol::P2p(peer_id)).with(Protocol::P2pCircuit);
+                        match self.swarm.listen_on(circuit.clone()) {
+                            Ok(_) => {
+                                self.relays.insert(peer_id);
+                                tracing::info!(%circuit, "listening through a relay");
+                            }
+                            Err(e) => tracing::debug!(%circuit, error = %e, "could not listen through relay"),
+                        }
+                    }
+                }
+            }
+            BehaviourEvent::Autonat(autonat::v1::Event::StatusChanged { new, .. }) => {
+                tracing::info!(status = ?new, "reachability");
+                match new {
+                    autonat::v1::NatStatus::Public(_) => {
+                        self.nat_private = false;
+                        self.swarm.behaviour_mut().kad.set_mode(Some(kad::Mode::Server));
+                    }
+                    autonat::v1::NatStatus::Private => self.nat_private = true,
+                    autonat::v1::NatStatus::Unknown => {}
+                }
+            }
+            BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
+                result: kad::QueryResult::GetProviders(Ok(kad::GetProvidersOk::FoundProviders { providers, .. })),
+                ..
+            }) => {
+                let local = *self.swarm.local_peer_id();
+                let mut dialed = 0;
+                for p in providers {
+                    if p != local && !self.swarm.is_connected(&p) && !self.banned.contains_key(&p) && dialed < 8 {
+                        dialed += 1;
+                        let _ = self.swarm.dial(p);
+                    }
+                }
+            }
+            BehaviourEvent::Mdns(mdns::Event::Discovered(list)) => {
+                for (peer, addr) in list {
+                    self.swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
+                    if !self.swarm.is_connected(&peer) && !self.banned.contains_key(&peer) {
+                        let _ = self.swarm.dial(addr.with(Protocol::P2p(peer)));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Loopback and unspecified addresses are not worth telling the DHT about, except that tests and
+/// single-machine demos run entirely on loopback, so only the unspecified address is filtered.
+fn is_unroutable(addr: &Multiaddr) -> bool {
+    addr.iter().any(|p| match p {
+        Protocol::Ip4(ip) => ip.is_unspecified(),
+        Protocol::Ip6(ip) => ip.is_unspecified(),
+        _ => false,
+    })
+}
+
+/// Unix time now, in seconds.
+pub fn now() -> Timestamp {
+    now_secs()
+}

@@ -1,0 +1,922 @@
+//! The store's unit tests: one test per apply rule (asserting the exact outcome), the queries, prune,
+//! reopen and repair, and an ignored throughput check.
+
+use std::path::Path;
+
+use proptest::prelude::*;
+use tempfile::TempDir;
+use troc_protocol::*;
+
+use super::keys;
+use super::*;
+
+const NOW: u64 = 1_700_000_000;
+const DAY: u64 = 24 * 3600;
+
+// ---------------------------------------------------------------------------------------------
+// Fixtures
+
+fn person(n: u8) -> Identity {
+    Identity::from_seed(&[n; 32])
+}
+
+fn alice() -> Identity {
+    person(1)
+}
+
+fn bob() -> Identity {
+    person(2)
+}
+
+fn mallory() -> Identity {
+    person(3)
+}
+
+fn open_in(dir: &Path) -> Store {
+    Store::open(StoreConfig::new(dir.join("db"))).expect("open")
+}
+
+fn open_with_quotas(dir: &Path, quotas: Quotas) -> Store {
+    Store::open(StoreConfig { quotas, ..StoreConfig::new(dir.join("db")) }).expect("open")
+}
+
+fn fresh() -> (TempDir, Store) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open_in(dir.path());
+    (dir, store)
+}
+
+fn body_listing(key: u8, revision: u32, community: &str, created_at: u64) -> Listing {
+    Listing {
+        key: ListingKey([key; 16]),
+        revision,
+        kind: Kind::Lend,
+        category: Category::Tools,
+        title: format!("Drill {key} r{revision}"),
+        description: "A cordless drill with two batteries.".into(),
+        tags: vec!["drill".into()],
+        terms: Terms { max_loan_days: Some(7), ..Terms::default() },
+        community: community.into(),
+        location: "u09tv".into(),
+        available_from: None,
+        available_until: None,
+        valid_until: created_at + 30 * DAY,
+    }
+}
+
+fn listing(who: &Identity, key: u8, revision: u32, community: &str, created_at: u64) -> SignedRecord {
+    signed(who, created_at, body_listing(key, revision, community, created_at))
+}
+
+fn listing_with(who: &Identity, key: u8, created_at: u64, f: impl FnOnce(&mut Listing)) -> SignedRecord {
+    let mut l = body_listing(key, 1, "north", created_at);
+    f(&mut l);
+    signed(who, created_at, l)
+}
+
+fn signed<T: RecordBody>(who: &Identity, created_at: u64, body: T) -> SignedRecord {
+    Signed::sign(who, created_at, body).expect("sign").into_any()
+}
+
+fn withdrawal(who: &Identity, key: u8, created_at: u64) -> SignedRecord {
+    signed(
+        who,
+        created_at,
+        Withdrawal { listing_author: *who.public(), listing_key: ListingKey([key; 16]), reason: "Gone.".into() },
+    )
+}
+
+fn profile(who: &Identity, name: &str, created_at: u64) -> SignedRecord {
+    signed(
+        who,
+        created_at,
+        Profile {
+            name: name.into(),
+            community: "north".into(),
+            area: "u09tv".into(),
+            about: String::new(),
+            contact: String::new(),
+        },
+    )
+}
+
+fn vouch(who: &Identity, subject: &Identity, created_at: u64, expires_at: u64) -> SignedRecord {
+    signed(who, created_at, Vouch { subject: *subject.public(), context: "Neighbour".into(), expires_at })
+}
+
+fn revocation(who: &Identity, target: RecordId, created_at: u64) -> SignedRecord {
+    signed(who, created_at, Revocation { target_author: *who.public(), target, reason: String::new() })
+}
+
+fn proposal(from: &Identity, to: &Identity, created_at: u64) -> SignedRecord {
+    signed(
+        from,
+        created_at,
+        Proposal {
+            counterparty: *to.public(),
+            listing_author: *to.public(),
+            listing_key: ListingKey([1; 16]),
+            listing_revision: 1,
+            kind: Kind::Lend,
+            start: created_at + DAY,
+            end: Some(created_at + 3 * DAY),
+            message: "May I?".into(),
+            in_return: String::new(),
+            supersedes: None,
+        },
+    )
+}
+
+/// `author` and `counterparty` agree on a loan; the author's listing.
+fn agreement(author: &Identity, counterparty: &Identity, proposal: RecordId, created_at: u64) -> SignedRecord {
+    let body = Agreement {
+        counterparty: *counterparty.public(),
+        proposal,
+        listing_author: *author.public(),
+        listing_key: ListingKey([1; 16]),
+        kind: Kind::Lend,
+        start: created_at + DAY,
+        due: Some(created_at + 3 * DAY),
+    };
+    PartiallySigned::sign(author, created_at, body)
+        .expect("sign")
+        .countersign(counterparty)
+        .expect("countersign")
+        .into_any()
+}
+
+fn handover(who: &Identity, agreement: RecordId, created_at: u64) -> SignedRecord {
+    signed(who, created_at, Handover { agreement, note: String::new() })
+}
+
+fn review(who: &Identity, subject: &Identity, agreement: RecordId, created_at: u64) -> SignedRecord {
+    signed(
+        who,
+        created_at,
+        Review {
+            agreement,
+            subject: *subject.public(),
+            rating: Rating::Positive,
+            facets: vec![],
+            text: "Great".into(),
+            nonce: Nonce([created_at as u8; 16]),
+        },
+    )
+}
+
+fn apply1(store: &Store, rec: &SignedRecord) -> Outcome {
+    store.apply(std::slice::from_ref(rec), NOW).expect("apply").remove(0)
+}
+
+fn stored(rec: &SignedRecord, scope: Option<Scope>, replaced: Option<RecordId>) -> Outcome {
+    Outcome::Stored { id: rec.id(), scope, replaced }
+}
+
+fn north() -> Option<Scope> {
+    Some(Scope::Community("north".into()))
+}
+
+fn ids(items: &[(u64, RecordId)]) -> Vec<RecordId> {
+    items.iter().map(|(_, id)| *id).collect()
+}
+
+/// A test-only raw write into the records tree, bypassing every rule (to simulate disk damage).
+fn raw_put_record(store: &Store, id: &RecordId, bytes: &[u8]) {
+    store.inner.t.records.insert(id.as_bytes(), bytes).expect("raw insert");
+}
+
+/// Every derived tree's content, to compare a repaired store with the original.
+fn snapshot(store: &Store) -> Vec<Vec<(Vec<u8>, Vec<u8>)>> {
+    let t = &store.inner.t;
+    [&t.records, &t.refused, &t.heads, &t.by_author, &t.by_scope, &t.by_kind, &t.by_expiry, &t.links, &t.counts]
+        .iter()
+        .map(|tree| tree.iter().map(|kv| kv.expect("iter")).map(|(k, v)| (k.to_vec(), v.to_vec())).collect())
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Apply rules
+
+#[test]
+fn new_listing_is_stored_in_its_community_scope() {
+    let (_d, store) = fresh();
+    let l = listing(&alice(), 1, 1, "north", NOW);
+    assert_eq!(apply1(&store, &l), stored(&l, north(), None));
+    assert_eq!(store.get(&l.id()).unwrap(), Some(l.clone()));
+    assert_eq!(store.get_bytes(&l.id()).unwrap().as_deref(), Some(l.bytes()));
+    assert!(store.contains(&l.id()).unwrap());
+    let latest = store.latest_listing(alice().public(), &ListingKey([1; 16])).unwrap().unwrap();
+    assert_eq!(latest.id(), l.id());
+}
+
+#[test]
+fn same_id_is_duplicate() {
+    let (_d, store) = fresh();
+    let l = listing(&alice(), 1, 1, "north", NOW);
+    let out = store.apply(&[l.clone(), l.clone()], NOW).unwrap();
+    assert_eq!(out, vec![stored(&l, north(), None), Outcome::Duplicate]);
+    assert_eq!(apply1(&store, &l), Outcome::Duplicate);
+}
+
+#[test]
+fn newer_revision_replaces_and_refuses_the_old_one() {
+    let (_d, store) = fresh();
+    let r1 = listing(&alice(), 1, 1, "north", NOW);
+    let r2 = listing(&alice(), 1, 2, "north", NOW + 10);
+    assert_eq!(apply1(&store, &r1), stored(&r1, north(), None));
+    assert_eq!(apply1(&store, &r2), stored(&r2, north(), Some(r1.id())));
+    assert_eq!(store.get(&r1.id()).unwrap(), None);
+    assert!(store.is_refused(&r1.id()).unwrap());
+    // Re-applying the superseded revision is refused.
+    assert_eq!(apply1(&store, &r1), Outcome::Stale(StaleReason::Refused));
+    assert_eq!(store.sync_items(&Scope::Community("north".into()), NOW).unwrap(), vec![(NOW + 10, r2.id())]);
+    assert_eq!(store.stats().unwrap().live_listings, 1);
+}
+
+#[test]
+fn older_revision_arriving_late_is_stale_and_refused() {
+    let (_d, store) = fresh();
+    let r1 = listing(&alice(), 1, 1, "north", NOW);
+    let r2 = listing(&alice(), 1, 2, "north", NOW + 10);
+    assert_eq!(apply1(&store, &r2), stored(&r2, north(), None));
+    assert_eq!(apply1(&store, &r1), Outcome::Stale(StaleReason::OlderRevision));
+    assert!(store.is_refused(&r1.id()).unwrap());
+    assert_eq!(apply1(&store, &r1), Outcome::Stale(StaleReason::Refused));
+    let latest = store.latest_listing(alice().public(), &ListingKey([1; 16])).unwrap().unwrap();
+    assert_eq!(latest.id(), r2.id());
+}
+
+#[test]
+fn equal_revisions_greater_id_wins_in_both_orders() {
+    let a = listing_with(&alice(), 1, NOW, |l| l.title = "One".into());
+    let b = listing_with(&alice(), 1, NOW, |l| l.title = "Two".into());
+    let (lo, hi) = if a.id() < b.id() { (a, b) } else { (b, a) };
+
+    let (_d, store) = fresh();
+    assert!(apply1(&store, &lo).is_stored());
+    assert_eq!(apply1(&store, &hi), stored(&hi, north(), Some(lo.id())));
+
+    let (_d2, store) = fresh();
+    assert!(apply1(&store, &hi).is_stored());
+    assert_eq!(apply1(&store, &lo), Outcome::Stale(StaleReason::OlderRevision));
+}
+
+#[test]
+fn withdrawal_after_listing_removes_it() {
+    let (_d, store) = fresh();
+    let l = listing(&alice(), 1, 1, "north", NOW);
+    let w = withdrawal(&alice(), 1, NOW + 5);
+    apply1(&store, &l);
+    assert_eq!(apply1(&store, &w), stored(&w, Some(Scope::Global), Some(l.id())));
+    assert_eq!(store.get(&l.id()).unwrap(), None);
+    assert!(store.is_refused(&l.id()).unwrap());
+    assert_eq!(store.latest_listing(alice().public(), &ListingKey([1; 16])).unwrap(), None);
+    assert_eq!(apply1(&store, &l), Outcome::Stale(StaleReason::Refused));
+    let r2 = listing(&alice(), 1, 2, "north", NOW + 10);
+    assert_eq!(apply1(&store, &r2), Outcome::Stale(StaleReason::Withdrawn));
+    assert_eq!(store.sync_items(&Scope::Global, NOW).unwrap(), vec![(NOW + 5, w.id())]);
+    assert!(store.sync_items(&Scope::Community("north".into()), NOW).unwrap().is_empty());
+    assert_eq!(store.stats().unwrap().live_listings, 0);
+}
+
+#[test]
+fn withdrawal_before_listing_refuses_it() {
+    let (_d, store) = fresh();
+    let l = listing(&alice(), 1, 1, "north", NOW);
+    let w = withdrawal(&alice(), 1, NOW + 5);
+    assert_eq!(apply1(&store, &w), stored(&w, Some(Scope::Global), None));
+    assert_eq!(apply1(&store, &l), Outcome::Stale(StaleReason::Withdrawn));
+    assert_eq!(store.get(&l.id()).unwrap(), None);
+}
+
+#[test]
+fn second_withdrawal_is_stale() {
+    let (_d, store) = fresh();
+    let w1 = withdrawal(&alice(), 1, NOW);
+    let w2 = withdrawal(&alice(), 1, NOW + 1);
+    apply1(&store, &w1);
+    assert_eq!(apply1(&store, &w2), Outcome::Stale(StaleReason::AlreadyWithdrawn));
+}
+
+#[test]
+fn later_records_in_a_batch_see_earlier_ones() {
+    let (_d, store) = fresh();
+    let l = listing(&alice(), 1, 1, "north", NOW);
+    let w = withdrawal(&alice(), 1, NOW + 5);
+    let out = store.apply(&[l.clone(), w.clone(), l.clone()], NOW).unwrap();
+    assert_eq!(
+        out,
+        vec![stored(&l, north(), None), stored(&w, Some(Scope::Global), Some(l.id())), Outcome::Duplicate]
+            .into_iter()
+            .take(2)
+            .chain([Outcome::Stale(StaleReason::Refused)])
+            .collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn newer_profile_replaces_older_and_older_is_stale() {
+    let (_d, store) = fresh();
+    let p1 = profile(&alice(), "Alice", NOW);
+    let p2 = profile(&alice(), "Alice B.", NOW + 10);
+    assert_eq!(apply1(&store, &p1), stored(&p1, Some(Scope::Global), None));
+    assert_eq!(apply1(&store, &p2), stored(&p2, Some(Scope::Global), Some(p1.id())));
+    assert_eq!(store.profile(alice().public()).unwrap().unwrap().body().name, "Alice B.");
+    assert_eq!(store.get(&p1.id()).unwrap(), None);
+    assert_eq!(apply1(&store, &p1), Outcome::Stale(StaleReason::Refused));
+
+    // The other arrival order.
+    let (_d2, store) = fresh();
+    apply1(&store, &p2);
+    assert_eq!(apply1(&store, &p1), Outcome::Stale(StaleReason::OlderRevision));
+    assert_eq!(store.profile(alice().public()).unwrap().unwrap().id(), p2.id());
+}
+
+#[test]
+fn revocation_after_target_removes_and_refuses_it() {
+    let (_d, store) = fresh();
+    let v = vouch(&alice(), &bob(), NOW, NOW + 100 * DAY);
+    let r = revocation(&alice(), v.id(), NOW + 1);
+    apply1(&store, &v);
+    assert_eq!(apply1(&store, &r), stored(&r, Some(Scope::Global), Some(v.id())));
+    assert_eq!(store.get(&v.id()).unwrap(), None);
+    assert!(store.is_refused(&v.id()).unwrap());
+    assert_eq!(apply1(&store, &v), Outcome::Stale(StaleReason::Refused));
+    assert!(store.vouches_of(bob().public(), NOW).unwrap().is_empty());
+    assert_eq!(store.sync_items(&Scope::Global, NOW).unwrap(), vec![(NOW + 1, r.id())]);
+}
+
+#[test]
+fn revocation_before_target_refuses_it_on_arrival() {
+    let (_d, store) = fresh();
+    let v = vouch(&alice(), &bob(), NOW, NOW + 100 * DAY);
+    let r = revocation(&alice(), v.id(), NOW + 1);
+    assert_eq!(apply1(&store, &r), stored(&r, Some(Scope::Global), None));
+    assert_eq!(apply1(&store, &v), Outcome::Stale(StaleReason::Refused));
+}
+
+#[test]
+fn revoking_the_current_revision_leaves_the_address_without_one() {
+    let (_d, store) = fresh();
+    let l = listing(&alice(), 1, 1, "north", NOW);
+    apply1(&store, &l);
+    let r = revocation(&alice(), l.id(), NOW + 1);
+    assert_eq!(apply1(&store, &r), stored(&r, Some(Scope::Global), Some(l.id())));
+    assert_eq!(store.latest_listing(alice().public(), &ListingKey([1; 16])).unwrap(), None);
+    assert_eq!(store.stats().unwrap().live_listings, 0);
+    // A new revision of the address may come later (revoking is not withdrawing).
+    let r2 = listing(&alice(), 1, 2, "north", NOW + 2);
+    assert_eq!(apply1(&store, &r2), stored(&r2, north(), None));
+}
+
+#[test]
+fn revocation_cannot_touch_someone_elses_record() {
+    let (_d, store) = fresh();
+    let v = vouch(&alice(), &bob(), NOW, NOW + 100 * DAY);
+    // Mallory "revokes" Alice's vouch before it arrives: it still arrives.
+    let early = revocation(&mallory(), v.id(), NOW);
+    assert!(apply1(&store, &early).is_stored());
+    assert_eq!(apply1(&store, &v), stored(&v, Some(Scope::Global), None));
+    // Once it is stored, revoking it is refused.
+    let late = revocation(&mallory(), v.id(), NOW + 1);
+    assert_eq!(apply1(&store, &late), Outcome::Refused(RefuseReason::NotOwnRecord));
+    assert!(store.get(&v.id()).unwrap().is_some());
+}
+
+#[test]
+fn other_types_are_stored_with_their_scope() {
+    let (_d, store) = fresh();
+    let p = proposal(&bob(), &alice(), NOW);
+    let a = agreement(&alice(), &bob(), p.id(), NOW + 1);
+    let h = handover(&alice(), a.id(), NOW + 2);
+    assert_eq!(apply1(&store, &p), stored(&p, None, None));
+    assert_eq!(apply1(&store, &a), stored(&a, Some(Scope::Global), None));
+    assert_eq!(apply1(&store, &h), stored(&h, Some(Scope::Global), None));
+    assert_eq!(ids(&store.sync_items(&Scope::Global, NOW).unwrap()), vec![a.id(), h.id()]);
+}
+
+#[test]
+fn expired_listing_and_vouch_are_stale() {
+    let (_d, store) = fresh();
+    let l = listing(&alice(), 1, 1, "north", NOW - 40 * DAY); // valid 30 days
+    let v = vouch(&alice(), &bob(), NOW - 10, NOW);
+    let exactly = listing_with(&alice(), 2, NOW - 10, |l| l.valid_until = NOW);
+    assert_eq!(apply1(&store, &l), Outcome::Stale(StaleReason::Expired));
+    assert_eq!(apply1(&store, &v), Outcome::Stale(StaleReason::Expired));
+    assert_eq!(apply1(&store, &exactly), Outcome::Stale(StaleReason::Expired));
+    let old_withdrawal = withdrawal(&alice(), 3, NOW - keys::WITHDRAWAL_RETENTION_SECS);
+    assert_eq!(apply1(&store, &old_withdrawal), Outcome::Stale(StaleReason::Expired));
+    assert_eq!(store.stats().unwrap().records, 0);
+}
+
+#[test]
+fn live_listing_quota() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_with_quotas(dir.path(), Quotas { max_live_listings_per_author: 2, ..Quotas::default() });
+    let a = alice();
+    assert!(apply1(&store, &listing(&a, 1, 1, "north", NOW)).is_stored());
+    assert!(apply1(&store, &listing(&a, 2, 1, "north", NOW)).is_stored());
+    let third = listing(&a, 3, 1, "north", NOW);
+    assert_eq!(apply1(&store, &third), Outcome::Refused(RefuseReason::Quota(QuotaKind::LiveListings)));
+    // A new revision of a live address is fine, and so are other authors.
+    assert!(apply1(&store, &listing(&a, 1, 2, "north", NOW + 1)).is_stored());
+    assert!(apply1(&store, &listing(&bob(), 3, 1, "north", NOW)).is_stored());
+    // Withdrawing one frees a place.
+    assert!(apply1(&store, &withdrawal(&a, 2, NOW + 2)).is_stored());
+    assert!(apply1(&store, &third).is_stored());
+}
+
+#[test]
+fn author_and_total_record_quotas() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = Quotas { max_live_listings_per_author: 200, max_records_per_author: 3, max_total_records: 5 };
+    let store = open_with_quotas(dir.path(), q);
+    let a = alice();
+    let recs: Vec<_> = (0..4).map(|i| vouch(&a, &bob(), NOW + i, NOW + DAY)).collect();
+    let out = store.apply(&recs, NOW).unwrap();
+    assert!(out[..3].iter().all(Outcome::is_stored));
+    assert_eq!(out[3], Outcome::Refused(RefuseReason::Quota(QuotaKind::AuthorRecords)));
+    // A replacement adds nothing, so it passes a full author quota.
+    let p1 = profile(&a, "A", NOW);
+    assert_eq!(apply1(&store, &p1), Outcome::Refused(RefuseReason::Quota(QuotaKind::AuthorRecords)));
+    let b = bob();
+    assert!(apply1(&store, &profile(&b, "B", NOW)).is_stored());
+    assert!(apply1(&store, &profile(&b, "B2", NOW + 1)).is_stored());
+    assert!(apply1(&store, &vouch(&b, &a, NOW, NOW + DAY)).is_stored());
+    assert_eq!(
+        apply1(&store, &vouch(&mallory(), &a, NOW, NOW + DAY)),
+        Outcome::Refused(RefuseReason::Quota(QuotaKind::TotalRecords))
+    );
+    assert_eq!(store.stats().unwrap().records, 5);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Queries
+
+#[test]
+fn sync_items_are_sorted_and_scoped() {
+    let (_d, store) = fresh();
+    let a1 = listing(&alice(), 1, 1, "north", NOW + 30);
+    let a2 = listing(&bob(), 2, 1, "north", NOW + 10);
+    let a3 = listing(&bob(), 3, 1, "north", NOW + 20);
+    let b1 = listing(&alice(), 4, 1, "northwest", NOW + 15);
+    let w = withdrawal(&alice(), 9, NOW + 5);
+    let p = proposal(&bob(), &alice(), NOW + 1);
+    let pr = profile(&alice(), "Alice", NOW + 2);
+    store.apply(&[a1.clone(), a2.clone(), a3.clone(), b1.clone(), w.clone(), p.clone(), pr.clone()], NOW).unwrap();
+
+    let north = store.sync_items(&Scope::Community("north".into()), NOW).unwrap();
+    assert_eq!(north, vec![(NOW + 10, a2.id()), (NOW + 20, a3.id()), (NOW + 30, a1.id())]);
+    let northwest = store.sync_items(&Scope::Community("northwest".into()), NOW).unwrap();
+    assert_eq!(northwest, vec![(NOW + 15, b1.id())]);
+    let global = store.sync_items(&Scope::Global, NOW).unwrap();
+    assert_eq!(global, vec![(NOW + 2, pr.id()), (NOW + 5, w.id())]);
+    // The proposal is stored, in no scope.
+    assert!(store.get(&p.id()).unwrap().is_some());
+    assert!(store.sync_items(&Scope::Community("nort".into()), NOW).unwrap().is_empty());
+    assert!(store.sync_items(&Scope::Community("bad\0".into()), NOW).unwrap().is_empty());
+    assert_eq!(
+        store.scopes().unwrap(),
+        vec![Scope::Global, Scope::Community("north".into()), Scope::Community("northwest".into())]
+    );
+    // Same created_at: ordered by id.
+    let t1 = listing(&alice(), 5, 1, "same", NOW);
+    let t2 = listing(&bob(), 6, 1, "same", NOW);
+    store.apply(&[t1.clone(), t2.clone()], NOW).unwrap();
+    let mut expected = vec![(NOW, t1.id()), (NOW, t2.id())];
+    expected.sort();
+    assert_eq!(store.sync_items(&Scope::Community("same".into()), NOW).unwrap(), expected);
+}
+
+#[test]
+fn sync_items_exclude_what_expired_at_now() {
+    let (_d, store) = fresh();
+    let short = listing_with(&alice(), 1, NOW, |l| l.valid_until = NOW + 100);
+    let long = listing(&alice(), 2, 1, "north", NOW);
+    let v = vouch(&alice(), &bob(), NOW, NOW + 100);
+    store.apply(&[short.clone(), long.clone(), v.clone()], NOW).unwrap();
+    let scope = Scope::Community("north".into());
+    let mut both = vec![short.id(), long.id()];
+    both.sort(); // same created_at: id order
+    assert_eq!(ids(&store.sync_items(&scope, NOW + 99).unwrap()), both);
+    assert_eq!(ids(&store.sync_items(&scope, NOW + 100).unwrap()), vec![long.id()]);
+    assert!(store.sync_items(&Scope::Global, NOW + 100).unwrap().is_empty());
+}
+
+#[test]
+fn listings_filters_and_order() {
+    let (_d, store) = fresh();
+    let a = alice();
+    let b = bob();
+    let l1 = listing(&a, 1, 1, "north", NOW + 1);
+    let l2 = listing_with(&a, 2, NOW + 2, |l| {
+        l.kind = Kind::Give;
+        l.category = Category::Books;
+        l.terms = Terms::default();
+    });
+    let l3 = listing(&b, 3, 1, "south", NOW + 3);
+    let l4 = listing_with(&b, 4, NOW + 4, |l| l.valid_until = NOW + 50);
+    let l5 = listing(&a, 5, 1, "north", NOW + 5);
+    let l5b = listing(&a, 5, 2, "north", NOW + 6);
+    let w5 = withdrawal(&a, 1, NOW + 7);
+    store.apply(&[l1, l2.clone(), l3.clone(), l4.clone(), l5, l5b.clone(), w5], NOW).unwrap();
+    let now = NOW + 60; // l4 expired, l1 withdrawn, l5 superseded by l5b
+    let got = |f: ListingFilter| store.listings(&f, now).unwrap().iter().map(|l| l.id()).collect::<Vec<_>>();
+
+    assert_eq!(got(ListingFilter::default()), vec![l5b.id(), l3.id(), l2.id()]);
+    assert_eq!(got(ListingFilter { community: Some("north".into()), ..Default::default() }), vec![l5b.id(), l2.id()]);
+    assert_eq!(got(ListingFilter { kind: Some(Kind::Give), ..Default::default() }), vec![l2.id()]);
+    assert_eq!(
+        got(ListingFilter { kind: Some(Kind::Lend), category: Some(Category::Tools), ..Default::default() }),
+        vec![l5b.id(), l3.id()]
+    );
+    assert_eq!(got(ListingFilter { category: Some(Category::Books), ..Default::default() }), vec![l2.id()]);
+    assert_eq!(got(ListingFilter { author: Some(*b.public()), ..Default::default() }), vec![l3.id()]);
+    assert_eq!(
+        got(ListingFilter { author: Some(*a.public()), community: Some("south".into()), ..Default::default() }),
+        Vec::<RecordId>::new()
+    );
+    assert_eq!(got(ListingFilter { limit: Some(2), ..Default::default() }), vec![l5b.id(), l3.id()]);
+    // Before l4 expired it is listed.
+    let before = store.listings(&ListingFilter::default(), NOW + 10).unwrap();
+    assert_eq!(before[0].id(), l5b.id());
+    assert!(before.iter().any(|l| l.id() == l4.id()));
+}
+
+#[test]
+fn deals_references_and_reviews() {
+    let (_d, store) = fresh();
+    let (a, b, c) = (alice(), bob(), mallory());
+    let p = proposal(&b, &a, NOW);
+    let ag = agreement(&a, &b, p.id(), NOW + 1);
+    let h = handover(&a, ag.id(), NOW + 2);
+    let rv = review(&b, &a, ag.id(), NOW + 3);
+    let other = agreement(&c, &b, p.id(), NOW + 4);
+    let cancel =
+        signed(&a, NOW + 5, Cancellation { deal: p.id(), reason: CancelReason::Declined, note: String::new() });
+    store.apply(&[p.clone(), ag.clone(), h.clone(), rv.clone(), other.clone(), cancel.clone()], NOW).unwrap();
+
+    let deal_ids = |who: &Identity| store.deals_of(who.public()).unwrap().iter().map(|r| r.id()).collect::<Vec<_>>();
+    assert_eq!(deal_ids(&a), vec![p.id(), ag.id(), h.id(), rv.id(), cancel.id()]);
+    assert_eq!(deal_ids(&b), vec![p.id(), ag.id(), h.id(), rv.id(), other.id(), cancel.id()]);
+    assert_eq!(deal_ids(&c), vec![other.id()]);
+    let refs: Vec<_> = store.records_referencing(&ag.id()).unwrap().iter().map(|r| r.id()).collect();
+    assert_eq!(refs, vec![h.id(), rv.id()]);
+    let reviews = store.reviews_of(a.public()).unwrap();
+    assert_eq!(reviews.len(), 1);
+    assert_eq!(reviews[0].body().rating, Rating::Positive);
+    assert!(store.reviews_of(b.public()).unwrap().is_empty());
+    let by_b: Vec<_> = store.by_author(b.public(), 10).unwrap().iter().map(|r| r.id()).collect();
+    assert_eq!(by_b, vec![rv.id(), p.id()]);
+    assert_eq!(store.by_author(b.public(), 1).unwrap().len(), 1);
+}
+
+#[test]
+fn stats_and_all_ids() {
+    let (_d, store) = fresh();
+    let recs = vec![
+        listing(&alice(), 1, 1, "north", NOW),
+        listing(&alice(), 2, 1, "north", NOW),
+        profile(&alice(), "A", NOW),
+        vouch(&alice(), &bob(), NOW, NOW + DAY),
+    ];
+    store.apply(&recs, NOW).unwrap();
+    let s = store.stats().unwrap();
+    assert_eq!(s.records, 4);
+    assert_eq!(s.live_listings, 2);
+    assert_eq!(s.record_bytes, recs.iter().map(|r| r.bytes().len() as u64).sum::<u64>());
+    let count = |t| s.by_type.iter().find(|(x, _)| *x == t).map(|(_, n)| *n);
+    assert_eq!(count(RecordType::Listing), Some(2));
+    assert_eq!(count(RecordType::Profile), Some(1));
+    assert_eq!(count(RecordType::Review), Some(0));
+    let mut all: Vec<_> = store.all_ids().collect::<Result<_, _>>().unwrap();
+    let mut expected: Vec<_> = recs.iter().map(|r| r.id()).collect();
+    all.sort();
+    expected.sort();
+    assert_eq!(all, expected);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Prune
+
+#[test]
+fn prune_removes_expired_and_keeps_live() {
+    let (_d, store) = fresh();
+    let short = listing_with(&alice(), 1, NOW, |l| l.valid_until = NOW + 100);
+    let long = listing(&alice(), 2, 1, "north", NOW);
+    let v_short = vouch(&alice(), &bob(), NOW, NOW + 100);
+    let v_long = vouch(&bob(), &alice(), NOW, NOW + 300 * DAY);
+    let w = withdrawal(&bob(), 7, NOW);
+    // A superseded revision leaves a marker until its valid_until.
+    let r1 = listing_with(&bob(), 8, NOW, |l| l.valid_until = NOW + 200);
+    let r2 = listing_with(&bob(), 8, NOW + 1, |l| l.revision = 2);
+    let recs = [short.clone(), long.clone(), v_short.clone(), v_long.clone(), w.clone(), r1.clone(), r2.clone()];
+    store.apply(&recs, NOW).unwrap();
+    assert!(store.is_refused(&r1.id()).unwrap());
+
+    assert_eq!(store.prune(NOW + 99).unwrap(), PruneReport::default());
+    let report = store.prune(NOW + 200).unwrap();
+    assert_eq!(report, PruneReport { listings: 1, vouches: 1, withdrawals: 0, markers: 1 });
+    assert_eq!(store.get(&short.id()).unwrap(), None);
+    assert_eq!(store.get(&v_short.id()).unwrap(), None);
+    assert!(store.get(&long.id()).unwrap().is_some());
+    assert!(store.get(&v_long.id()).unwrap().is_some());
+    assert!(!store.is_refused(&r1.id()).unwrap());
+    assert_eq!(store.latest_listing(alice().public(), &ListingKey([1; 16])).unwrap(), None);
+    assert_eq!(ids(&store.sync_items(&Scope::Community("north".into()), NOW).unwrap()), vec![long.id(), r2.id()]);
+    assert_eq!(ids(&store.sync_items(&Scope::Global, NOW).unwrap()), vec![v_long.id(), w.id()]);
+    let s = store.stats().unwrap();
+    assert_eq!((s.records, s.live_listings), (4, 2));
+
+    // The withdrawal goes after its retention, with everything else expired by then.
+    let later = NOW + keys::WITHDRAWAL_RETENTION_SECS;
+    let report = store.prune(later).unwrap();
+    assert_eq!(report, PruneReport { listings: 2, vouches: 0, withdrawals: 1, markers: 0 });
+    assert_eq!(store.get(&w.id()).unwrap(), None);
+    assert_eq!(ids(&store.sync_items(&Scope::Global, later).unwrap()), vec![v_long.id()]);
+    let s = store.stats().unwrap();
+    assert_eq!((s.records, s.live_listings), (1, 0));
+    assert_eq!(store.scopes().unwrap(), vec![Scope::Global]);
+}
+
+#[test]
+fn prune_ages_out_revocation_free_markers_only() {
+    let (_d, store) = fresh();
+    let v = vouch(&alice(), &bob(), NOW, NOW + 10);
+    let r = revocation(&alice(), v.id(), NOW);
+    store.apply(&[v.clone(), r], NOW).unwrap();
+    store.prune(u64::MAX - 1).unwrap();
+    // A revoked id stays refused for good.
+    assert!(store.is_refused(&v.id()).unwrap());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Open, close, repair
+
+#[test]
+fn reopen_after_close_keeps_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_in(dir.path());
+    let l = listing(&alice(), 1, 1, "north", NOW);
+    let p = profile(&alice(), "Alice", NOW);
+    store.apply(&[l.clone(), p.clone()], NOW).unwrap();
+    let before = snapshot(&store);
+    store.close().unwrap();
+
+    let store = open_in(dir.path());
+    assert_eq!(store.open_repair(), None);
+    assert_eq!(snapshot(&store), before);
+    assert_eq!(store.get(&l.id()).unwrap(), Some(l));
+    assert_eq!(store.profile(alice().public()).unwrap().unwrap().id(), p.id());
+}
+
+#[test]
+fn reopen_without_close_repairs_and_keeps_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_in(dir.path());
+    let l1 = listing(&alice(), 1, 1, "north", NOW);
+    let l2 = listing(&alice(), 1, 2, "north", NOW + 1);
+    let w = withdrawal(&bob(), 3, NOW);
+    let v = vouch(&alice(), &bob(), NOW, NOW + DAY);
+    let r = revocation(&alice(), RecordId([9; 32]), NOW);
+    store.apply(&[l1, l2.clone(), w, v, r, profile(&bob(), "Bob", NOW)], NOW).unwrap();
+    let before = snapshot(&store);
+    store.flush().unwrap();
+    drop(store);
+
+    let store = open_in(dir.path());
+    let report = store.open_repair().expect("a repair ran");
+    assert_eq!(report, RepairReport { checked: 5, kept: 5, ..Default::default() });
+    assert_eq!(snapshot(&store), before);
+    assert_eq!(store.latest_listing(alice().public(), &ListingKey([1; 16])).unwrap().unwrap().id(), l2.id());
+}
+
+#[test]
+fn corrupt_record_is_detected_and_removed_by_repair() {
+    let (_d, store) = fresh();
+    let good = listing(&alice(), 1, 1, "north", NOW);
+    let victim = listing(&alice(), 2, 1, "north", NOW + 1);
+    let swapped = vouch(&bob(), &alice(), NOW, NOW + DAY);
+    let other = vouch(&alice(), &bob(), NOW, NOW + DAY);
+    store.apply(&[good.clone(), victim.clone(), swapped.clone(), other.clone()], NOW).unwrap();
+
+    // Flip a bit in the signature of one record, and store another record's bytes under an id.
+    let mut bytes = victim.bytes().to_vec();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    raw_put_record(&store, &victim.id(), &bytes);
+    raw_put_record(&store, &swapped.id(), other.bytes());
+    raw_put_record(&store, &RecordId([7; 32]), b"not a record");
+
+    assert!(matches!(store.get(&victim.id()), Err(StoreError::CorruptRecord { .. })));
+    assert!(matches!(
+        store.get(&swapped.id()),
+        Err(StoreError::CorruptRecord { source: CorruptReason::IdMismatch { .. }, .. })
+    ));
+    // A list query skips it rather than failing.
+    let live = store.listings(&ListingFilter::default(), NOW).unwrap();
+    assert_eq!(live.iter().map(|l| l.id()).collect::<Vec<_>>(), vec![good.id()]);
+    assert_eq!(store.get_bytes(&victim.id()).unwrap(), Some(bytes));
+
+    let report = store.check_and_repair().unwrap();
+    assert_eq!(report, RepairReport { checked: 5, corrupt_removed: 3, kept: 2, ..Default::default() });
+    assert_eq!(store.get(&victim.id()).unwrap(), None);
+    assert_eq!(store.get(&swapped.id()).unwrap(), None);
+    assert_eq!(store.get(&good.id()).unwrap(), Some(good.clone()));
+    assert_eq!(store.get(&other.id()).unwrap(), Some(other.clone()));
+    assert_eq!(ids(&store.sync_items(&Scope::Community("north".into()), NOW).unwrap()), vec![good.id()]);
+    assert_eq!(ids(&store.sync_items(&Scope::Global, NOW).unwrap()), vec![other.id()]);
+    let s = store.stats().unwrap();
+    assert_eq!((s.records, s.live_listings), (2, 1));
+    // The victim can be fetched again from a peer.
+    assert!(apply1(&store, &victim).is_stored());
+}
+
+#[test]
+fn corrupt_record_flags_a_repair_at_next_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_in(dir.path());
+    let l = listing(&alice(), 1, 1, "north", NOW);
+    apply1(&store, &l);
+    raw_put_record(&store, &l.id(), b"garbage");
+    assert!(store.get(&l.id()).is_err());
+    store.close().unwrap();
+    let store = open_in(dir.path());
+    assert_eq!(store.open_repair().map(|r| r.corrupt_removed), Some(1));
+    assert_eq!(store.stats().unwrap().records, 0);
+    assert_eq!(store.latest_listing(alice().public(), &ListingKey([1; 16])).unwrap(), None);
+}
+
+#[test]
+fn deleted_index_entries_are_rebuilt() {
+    let (_d, store) = fresh();
+    let l = listing(&alice(), 1, 1, "north", NOW);
+    let p = profile(&alice(), "Alice", NOW);
+    let ag = agreement(&alice(), &bob(), RecordId([4; 32]), NOW);
+    store.apply(&[l.clone(), p.clone(), ag.clone()], NOW).unwrap();
+    let before = snapshot(&store);
+    let t = &store.inner.t;
+    for (ix, k, _) in keys::entries(&l.id(), l.header(), l.body()) {
+        if ix == keys::Ix::ByScope {
+            t.by_scope.remove(k).unwrap();
+        }
+    }
+    t.heads.remove(keys::head_profile(alice().public())).unwrap();
+    t.links.clear().unwrap();
+    t.counts.clear().unwrap();
+    assert!(store.sync_items(&Scope::Community("north".into()), NOW).unwrap().is_empty());
+    assert_eq!(store.profile(alice().public()).unwrap(), None);
+    assert!(store.deals_of(bob().public()).unwrap().is_empty());
+
+    let report = store.check_and_repair().unwrap();
+    assert_eq!(report, RepairReport { checked: 3, kept: 3, ..Default::default() });
+    assert_eq!(snapshot(&store), before);
+    assert_eq!(ids(&store.sync_items(&Scope::Community("north".into()), NOW).unwrap()), vec![l.id()]);
+    assert_eq!(store.profile(alice().public()).unwrap().unwrap().id(), p.id());
+    assert_eq!(store.deals_of(bob().public()).unwrap().len(), 1);
+}
+
+#[test]
+fn repair_applies_the_rules_to_inconsistent_records() {
+    let (_d, store) = fresh();
+    let r1 = listing(&alice(), 1, 1, "north", NOW);
+    let r2 = listing(&alice(), 1, 2, "north", NOW + 1);
+    let l2 = listing(&alice(), 2, 1, "north", NOW);
+    let w2 = withdrawal(&alice(), 2, NOW + 2);
+    let v = vouch(&alice(), &bob(), NOW, NOW + DAY);
+    let rv = revocation(&alice(), v.id(), NOW + 3);
+    store.apply(&[r2.clone(), w2.clone(), rv.clone()], NOW).unwrap();
+    // Records the rules would not have kept, written behind the store's back.
+    for rec in [&r1, &l2, &v] {
+        raw_put_record(&store, &rec.id(), rec.bytes());
+    }
+    let report = store.check_and_repair().unwrap();
+    assert_eq!(report, RepairReport { checked: 6, inconsistent_removed: 3, kept: 3, ..Default::default() });
+    for rec in [&r1, &l2, &v] {
+        assert_eq!(store.get(&rec.id()).unwrap(), None);
+        assert!(store.is_refused(&rec.id()).unwrap());
+    }
+    assert_eq!(store.latest_listing(alice().public(), &ListingKey([1; 16])).unwrap().unwrap().id(), r2.id());
+    assert_eq!(store.stats().unwrap().records, 3);
+}
+
+#[test]
+fn schema_version_is_initialised_and_a_newer_one_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_in(dir.path());
+    let v = store.inner.t.meta.get(keys::META_SCHEMA_VERSION).unwrap().unwrap();
+    assert_eq!(v.as_ref(), &SCHEMA_VERSION.to_be_bytes());
+    store.inner.t.meta.insert(keys::META_SCHEMA_VERSION, &(SCHEMA_VERSION + 1).to_be_bytes()).unwrap();
+    store.close().unwrap();
+    let err = Store::open(StoreConfig::new(dir.path().join("db"))).unwrap_err();
+    assert!(
+        matches!(err, StoreError::NewerSchema { found, supported } if found == SCHEMA_VERSION + 1 && supported == SCHEMA_VERSION)
+    );
+
+    // A database without a version (but with records) is initialised and re-indexed.
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_in(dir.path());
+    let l = listing(&alice(), 1, 1, "north", NOW);
+    apply1(&store, &l);
+    store.inner.t.meta.remove(keys::META_SCHEMA_VERSION).unwrap();
+    store.close().unwrap();
+    let store = open_in(dir.path());
+    assert!(store.open_repair().is_some());
+    assert_eq!(ids(&store.sync_items(&Scope::Community("north".into()), NOW).unwrap()), vec![l.id()]);
+
+    // An older version with no migration step is a typed error.
+    store.inner.t.meta.insert(keys::META_SCHEMA_VERSION, &0u32.to_be_bytes()).unwrap();
+    store.close().unwrap();
+    let err = Store::open(StoreConfig::new(dir.path().join("db"))).unwrap_err();
+    assert!(matches!(err, StoreError::UnsupportedSchema { found: 0 }));
+}
+
+#[test]
+fn a_batch_of_1000_is_one_transaction() {
+    let (_d, store) = fresh();
+    let people: Vec<_> = (10..20).map(person).collect();
+    let batch: Vec<_> = (0..1000u32)
+        .map(|i| {
+            let who = &people[(i % 10) as usize];
+            listing_with(who, (i / 10) as u8, NOW + u64::from(i), |l| l.title = format!("Thing {i}"))
+        })
+        .collect();
+    let before = store.inner.apply_transactions.load(std::sync::atomic::Ordering::Relaxed);
+    let out = store.apply(&batch, NOW).unwrap();
+    assert_eq!(store.inner.apply_transactions.load(std::sync::atomic::Ordering::Relaxed) - before, 1);
+    assert!(out.iter().all(Outcome::is_stored));
+    assert_eq!(store.stats().unwrap().records, 1000);
+    assert_eq!(store.sync_items(&Scope::Community("north".into()), NOW).unwrap().len(), 1000);
+    for rec in &batch {
+        assert!(store.contains(&rec.id()).unwrap());
+    }
+}
+
+#[test]
+fn scope_keys_are_prefix_free() {
+    let g = Scope::Global.key_prefix().unwrap();
+    let a = Scope::Community("ab".into()).key_prefix().unwrap();
+    let b = Scope::Community("a".into()).key_prefix().unwrap();
+    assert!(!a.starts_with(&b) && !b.starts_with(&a) && !a.starts_with(&g));
+    assert_eq!(Scope::parse_prefix(&a), Some((Scope::Community("ab".into()), a.len())));
+    assert_eq!(Scope::parse_prefix(&g), Some((Scope::Global, 2)));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// Whatever order the revisions of one listing arrive in, the highest is current, every other
+    /// one is refused, and only one record is stored.
+    #[test]
+    fn revisions_converge_in_any_order(order in prop::sample::subsequence((1u32..=6).collect::<Vec<_>>(), 1..=6).prop_shuffle()) {
+        let (_d, store) = fresh();
+        let recs: Vec<_> = order.iter().map(|&r| listing(&alice(), 1, r, "north", NOW + u64::from(r))).collect();
+        for rec in &recs {
+            apply1(&store, rec);
+        }
+        let max = *order.iter().max().unwrap();
+        let latest = store.latest_listing(alice().public(), &ListingKey([1; 16])).unwrap().unwrap();
+        prop_assert_eq!(latest.body().revision, max);
+        prop_assert_eq!(store.stats().unwrap().records, 1);
+        for rec in &recs {
+            if rec.id() != latest.id() {
+                prop_assert!(store.is_refused(&rec.id()).unwrap());
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Throughput
+
+/// Not a timed assertion: prints the order of magnitude of apply throughput. Run with
+/// `cargo test -p troc-node --release store::tests::throughput -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn throughput_of_listing_batches() {
+    let (_d, store) = fresh();
+    let people: Vec<_> = (0..50u8).map(|n| person(n + 100)).collect();
+    let recs: Vec<_> = (0..10_000u32)
+        .map(|i| {
+            let who = &people[(i % 50) as usize];
+            listing_with(who, (i / 50) as u8, NOW + u64::from(i), |l| l.title = format!("Thing {i}"))
+        })
+        .collect();
+    let start = std::time::Instant::now();
+    for batch in recs.chunks(256) {
+        store.apply(batch, NOW).unwrap();
+    }
+    let applied = start.elapsed();
+    store.flush().unwrap();
+    let total = start.elapsed();
+    let rate = recs.len() as f64 / total.as_secs_f64();
+    println!("applied 10000 listings in batches of 256: {applied:?} (+flush: {total:?}), {rate:.0} records/s");
+    assert_eq!(store.stats().unwrap().records, 10_000);
+
+    let start = std::time::Instant::now();
+    let report = store.check_and_repair().unwrap();
+    println!("check_and_repair of {} records: {:?}", report.checked, start.elapsed());
+    let start = std::time::Instant::now();
+    let n = store.sync_items(&Scope::Community("north".into()), NOW).unwrap().len();
+    println!("sync_items over {n} records: {:?}", start.elapsed());
+}
