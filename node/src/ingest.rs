@@ -163,10 +163,11 @@ impl Writer {
                 self.process(records, &mut author_rate);
             }
             if let Some(reply) = close {
-                let result = self.store.flush().map_err(|e| e.to_string());
-                // Drop our handle on the database before answering, so that once shutdown returns the
-                // writer no longer holds sled's lock.
-                drop(self);
+                // Close (flush, then mark the store cleanly closed so the next start skips the full
+                // re-verification), and drop our handle on the database before answering, so that
+                // once shutdown returns the writer no longer holds sled's lock.
+                let Writer { store, .. } = self;
+                let result = store.close().map_err(|e| e.to_string());
                 let _ = reply.send(result);
                 return;
             }

@@ -235,6 +235,7 @@ async fn restart_keeps_everything_and_shutdown_closes_connections() {
     let TestNode { home, identity, handle, events } = node;
     drop((handle, events));
     let again = spawn_in(home, identity, &c, &[]).await;
+    assert!(again.handle.store().open_repair().is_none(), "the store was closed cleanly: no repair at start");
     for id in &ids {
         let r = again.handle.store().get(id).expect("read").expect("still there");
         assert!(matches!(r.body(), Body::Listing(_)));
