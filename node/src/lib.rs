@@ -14,6 +14,7 @@ pub mod limits;
 pub mod metrics;
 pub mod network;
 pub mod node;
+pub mod search;
 pub mod store;
 pub mod sync;
 pub mod topics;

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use serde::Serialize;
 use troc_protocol::RecordError;
@@ -61,6 +61,11 @@ struct Inner {
     /// [source][outcome]
     outcomes: Vec<Vec<AtomicU64>>,
     gossip_published: AtomicU64,
+    gossip_received: AtomicU64,
+    gossip_delivered: AtomicU64,
+    /// Set by the swarm task while it calls gossipsub's `publish`, which computes the message id of
+    /// our own message: that call is not a received copy.
+    publishing: AtomicBool,
     sync_sessions: AtomicU64,
     sync_fetched: AtomicU64,
     sync_pushed: AtomicU64,
@@ -91,6 +96,9 @@ impl Metrics {
                 outcomes: per_source(OUTCOMES.len()),
                 codes,
                 gossip_published: AtomicU64::new(0),
+                gossip_received: AtomicU64::new(0),
+                gossip_delivered: AtomicU64::new(0),
+                publishing: AtomicBool::new(false),
                 sync_sessions: AtomicU64::new(0),
                 sync_fetched: AtomicU64::new(0),
                 sync_pushed: AtomicU64::new(0),
@@ -115,6 +123,32 @@ impl Metrics {
 
     pub fn published(&self) {
         self.inner.gossip_published.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Called from gossipsub's message id function. Gossipsub 0.50 computes a message id for every
+    /// message that arrives (first copies and duplicates alike, before its duplicate check, including
+    /// copies requested with IWANT; not messages whose gossipsub signature fails, which its codec
+    /// drops first), and once for each message we publish ourselves: calls made inside
+    /// [`Metrics::publishing`] are those, and are not counted.
+    pub fn gossip_message_seen(&self) {
+        if !self.inner.publishing.load(Ordering::Relaxed) {
+            self.inner.gossip_received.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Runs `f` (a call to gossipsub's `publish`) with the message id function told that the message
+    /// is ours. `publish` is synchronous and the swarm task is the only caller of the behaviour, so
+    /// nothing else computes a message id meanwhile.
+    pub fn publishing<R>(&self, f: impl FnOnce() -> R) -> R {
+        self.inner.publishing.store(true, Ordering::Relaxed);
+        let r = f();
+        self.inner.publishing.store(false, Ordering::Relaxed);
+        r
+    }
+
+    /// A gossip message passed gossipsub's duplicate check and was handed to the node.
+    pub fn gossip_delivered(&self) {
+        self.inner.gossip_delivered.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn sync_session(&self, fetched: u64, pushed: u64, sent: u64, received: u64) {
@@ -162,6 +196,8 @@ impl Metrics {
             rejected,
             outcomes,
             gossip_published: i.gossip_published.load(Ordering::Relaxed),
+            gossip_received: i.gossip_received.load(Ordering::Relaxed),
+            gossip_delivered: i.gossip_delivered.load(Ordering::Relaxed),
             sync_sessions: i.sync_sessions.load(Ordering::Relaxed),
             sync_fetched: i.sync_fetched.load(Ordering::Relaxed),
             sync_pushed: i.sync_pushed.load(Ordering::Relaxed),
@@ -180,6 +216,12 @@ pub struct MetricsSnapshot {
     /// Verified records by source, then what the store did with them.
     pub outcomes: BTreeMap<Source, BTreeMap<&'static str, u64>>,
     pub gossip_published: u64,
+    /// Gossip messages received: every copy, first or duplicate, valid or not (messages in RPCs from
+    /// graylisted peers, which gossipsub drops unread, are not seen and not counted).
+    pub gossip_received: u64,
+    /// Gossip messages that passed gossipsub's duplicate check and went to validation: the first copy
+    /// of each. `gossip_received - gossip_delivered` is the number of duplicate copies received.
+    pub gossip_delivered: u64,
     pub sync_sessions: u64,
     pub sync_fetched: u64,
     pub sync_pushed: u64,
@@ -214,6 +256,19 @@ mod tests {
         assert_eq!(s.rejected_total("bad_signature"), 2);
         assert_eq!(s.outcomes[&Source::Local]["stored"], 1);
         let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["gossip_received"], 0);
         assert_eq!(json["rejected"]["gossip"]["bad_signature"], 2);
+    }
+
+    #[test]
+    fn message_ids_computed_while_publishing_are_not_received_copies() {
+        let m = Metrics::new();
+        m.gossip_message_seen();
+        m.publishing(|| m.gossip_message_seen());
+        m.gossip_message_seen();
+        m.gossip_delivered();
+        let s = m.snapshot();
+        assert_eq!(s.gossip_received, 2);
+        assert_eq!(s.gossip_delivered, 1);
     }
 }

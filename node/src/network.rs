@@ -23,6 +23,7 @@ use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 use crate::config::NodeConfig;
+use crate::metrics::Metrics;
 use crate::sync::{SyncRequest, SyncResponse};
 
 /// The agent and protocol version announced by identify.
@@ -110,13 +111,23 @@ pub fn peer_score_params() -> (PeerScoreParams, PeerScoreThresholds) {
     (params, PeerScoreThresholds::default())
 }
 
-fn gossipsub(config: &NodeConfig, keypair: &libp2p::identity::Keypair) -> Result<gossipsub::Behaviour, BuildError> {
+fn gossipsub(
+    config: &NodeConfig,
+    keypair: &libp2p::identity::Keypair,
+    metrics: &Metrics,
+) -> Result<gossipsub::Behaviour, BuildError> {
+    // Gossipsub deduplicates before our validation sees anything, so the message id function, which
+    // it calls for every copy that arrives, is where duplicates can be counted.
+    let counter = metrics.clone();
     let gcfg = gossipsub::ConfigBuilder::default()
         .heartbeat_interval(config.timing.gossip_heartbeat)
         .heartbeat_initial_delay(config.timing.gossip_heartbeat)
         .validation_mode(ValidationMode::Strict)
         .validate_messages()
-        .message_id_fn(message_id)
+        .message_id_fn(move |msg| {
+            counter.gossip_message_seen();
+            message_id(msg)
+        })
         .max_transmit_size(config.limits.max_gossip_bytes)
         // Keep validated records in the cache long enough for peers that ask after a heartbeat or two.
         .history_length(6)
@@ -130,11 +141,11 @@ fn gossipsub(config: &NodeConfig, keypair: &libp2p::identity::Keypair) -> Result
     Ok(behaviour)
 }
 
-/// Builds the swarm for `config`.
-pub fn build_swarm(config: &NodeConfig) -> Result<Swarm<Behaviour>, BuildError> {
+/// Builds the swarm for `config`; gossipsub counts the messages it receives in `metrics`.
+pub fn build_swarm(config: &NodeConfig, metrics: &Metrics) -> Result<Swarm<Behaviour>, BuildError> {
     let keypair = config.identity.to_libp2p_keypair();
     let peer_id = keypair.public().to_peer_id();
-    let gossipsub = gossipsub(config, &keypair)?;
+    let gossipsub = gossipsub(config, &keypair, metrics)?;
     let mdns = if config.mdns {
         Some(mdns::tokio::Behaviour::new(mdns::Config::default(), peer_id).map_err(BuildError::Mdns)?)
     } else {

@@ -120,7 +120,8 @@ impl Node {
             .await
             .map_err(|e| NodeError::Failed(e.to_string()))??;
 
-        let mut swarm = network::build_swarm(&config)?;
+        let metrics = Metrics::new();
+        let mut swarm = network::build_swarm(&config, &metrics)?;
         for addr in &config.listen {
             swarm
                 .listen_on(addr.clone())
@@ -142,7 +143,6 @@ impl Node {
             subscribe(&mut swarm, s);
         }
 
-        let metrics = Metrics::new();
         let (events, events_rx) = broadcast::channel(EVENT_CAPACITY);
         let (cmd_tx, cmd_rx) = mpsc::channel(256);
         let (ingest_tx, ingest_rx) = mpsc::channel(config.limits.ingest_queue);
@@ -566,7 +566,8 @@ impl EventLoop {
 
     fn publish(&mut self, scope: &str, bytes: Vec<u8>) {
         let topic = topics::topic(scope);
-        match self.swarm.behaviour_mut().gossipsub.publish(topic.clone(), bytes.clone()) {
+        let gossipsub = &mut self.swarm.behaviour_mut().gossipsub;
+        match self.metrics.publishing(|| gossipsub.publish(topic.clone(), bytes.clone())) {
             Ok(_) => self.metrics.published(),
             Err(PublishError::Duplicate) => {}
             Err(PublishError::NoPeersSubscribedToTopic) | Err(PublishError::AllQueuesFull(_)) => {
@@ -646,11 +647,10 @@ impl EventLoop {
                 let _ = self.swarm.disconnect_peer_id(peer);
             }
             Command::GossipRaw { scope, bytes, reply } => {
+                let gossipsub = &mut self.swarm.behaviour_mut().gossipsub;
                 let result = self
-                    .swarm
-                    .behaviour_mut()
-                    .gossipsub
-                    .publish(topics::topic(&scope), bytes)
+                    .metrics
+                    .publishing(|| gossipsub.publish(topics::topic(&scope), bytes))
                     .map(|_| ())
                     .map_err(|e| e.to_string());
                 let _ = reply.send(result);
@@ -714,6 +714,7 @@ impl EventLoop {
     fn on_behaviour(&mut self, event: BehaviourEvent) {
         match event {
             BehaviourEvent::Gossipsub(gossipsub::Event::Message { propagation_source, message_id, message }) => {
+                self.metrics.gossip_delivered();
                 let g = &mut self.swarm.behaviour_mut().gossipsub;
                 if !self.peer_rate.check(&propagation_source, 1.0, Instant::now()) {
                     self.metrics.reject(Source::Gossip, "peer_rate_limited");

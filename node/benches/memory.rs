@@ -1,0 +1,121 @@
+//! Memory benchmark of the node: the resident size of a node holding 100,000 listings.
+//!
+//! Starts a node (`NodeConfig::for_test`, no peers) with a given sled cache, ingests 100,000 fresh
+//! real signed listings (1,000 authors × 100, within the 200-live-listings quota) through
+//! `NodeHandle::ingest_local` in batches of 256, then reads `VmRSS`, `VmHWM`, `RssAnon` and `RssFile`
+//! from `/proc/self/status` (nothing subtracted) and the store's size on disk. The records are
+//! generated batch by batch while ingesting (signed on every core), so the process never holds more
+//! than one batch of them; the baseline is the process's RSS before the node starts (runtime and
+//! the 1,000 author keys).
+//!
+//! Each cache size runs in its own child process (the high-water mark is per process): 8 MiB (what
+//! `for_test` sets) and 64 MiB (the production default of `NodeConfig::new`).
+//!
+//! Run: `cargo bench -p troc-node --bench memory`. Under `cargo test --benches` it ingests 10,000.
+
+// A benchmark: a failure should stop it loudly.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::time::Instant;
+
+use support::Generator;
+use troc_node::{Node, NodeConfig};
+use troc_protocol::Identity;
+
+const AUTHORS: usize = 1_000;
+const BATCH: usize = 256;
+const CHILD_ENV: &str = "TROC_MEMORY_BENCH_CACHE_MIB";
+const COUNT_ENV: &str = "TROC_MEMORY_BENCH_LISTINGS";
+
+/// `(VmRSS, VmHWM, RssAnon, RssFile)` in KiB.
+fn status() -> (u64, u64, u64, u64) {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap();
+    let field = |name: &str| {
+        s.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"), field("RssAnon:"), field("RssFile:"))
+}
+
+fn mib(kib: u64) -> String {
+    format!("{:.1} MiB", kib as f64 / 1024.0)
+}
+
+fn child(cache_mib: u64, listings: usize) {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let mut generator = Generator::new(AUTHORS, 0x3C);
+    let (base_rss, ..) = status();
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = NodeConfig::for_test(dir.path().join("node"), Identity::from_seed(&[0xCE; 32]));
+    config.store_cache_bytes = cache_mib << 20;
+    let (node, events) = rt.block_on(Node::spawn(config)).unwrap();
+    drop(events);
+    let (started_rss, ..) = status();
+
+    let t = Instant::now();
+    let mut stored = 0;
+    while stored < listings {
+        let batch = generator.bytes(BATCH.min(listings - stored));
+        let n = batch.len();
+        let results = rt.block_on(node.ingest_local(batch)).unwrap();
+        assert!(results.iter().all(|r| r.is_stored()), "{:?}", results.iter().find(|r| !r.is_stored()));
+        stored += n;
+    }
+    let elapsed = t.elapsed();
+    let (rss, hwm, anon, file) = status();
+    let stats = node.store().stats().unwrap();
+    assert_eq!(stats.records, listings as u64);
+    node.store().flush().unwrap();
+    let (rss_flushed, ..) = status();
+    let disk_flushed = node.store().stats().unwrap().size_on_disk;
+
+    println!("\n== sled cache {cache_mib} MiB, {listings} listings by {AUTHORS} authors, batches of {BATCH}");
+    println!("  RSS before the node started (baseline)  {}", mib(base_rss));
+    println!("  RSS after the node started (empty)      {}", mib(started_rss));
+    println!("  VmRSS after ingesting                   {}", mib(rss));
+    println!("    of which RssAnon / RssFile            {} / {}", mib(anon), mib(file));
+    println!("  VmHWM (peak)                            {}", mib(hwm));
+    println!("  VmRSS after a flush                     {}", mib(rss_flushed));
+    println!(
+        "  store: {} records, {:.1} MiB of record bytes, {:.1} MiB on disk ({:.1} MiB after the flush)",
+        stats.records,
+        stats.record_bytes as f64 / 1048576.0,
+        stats.size_on_disk as f64 / 1048576.0,
+        disk_flushed as f64 / 1048576.0
+    );
+    println!(
+        "  generating and ingesting took {:.1} s ({:.0} records/s, signing included: see the ingest bench for rates)",
+        elapsed.as_secs_f64(),
+        listings as f64 / elapsed.as_secs_f64()
+    );
+    println!(
+        "  target: RSS of a node holding 100,000 listings < 150 MB: {} ({:.0} MB)",
+        if rss * 1024 < 150_000_000 { "MET" } else { "MISSED" },
+        (rss * 1024) as f64 / 1e6
+    );
+    rt.block_on(node.shutdown()).unwrap();
+}
+
+fn main() {
+    if let Ok(cache) = std::env::var(CHILD_ENV) {
+        let listings = std::env::var(COUNT_ENV).unwrap().parse().unwrap();
+        child(cache.parse().unwrap(), listings);
+        return;
+    }
+    let benching = std::env::args().any(|a| a == "--bench");
+    let listings: usize = if benching { 100_000 } else { 10_000 };
+    let me = std::env::current_exe().unwrap();
+    for cache in [8u64, 64] {
+        let status = std::process::Command::new(&me)
+            .env(CHILD_ENV, cache.to_string())
+            .env(COUNT_ENV, listings.to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
