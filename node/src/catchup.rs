@@ -364,6 +364,15 @@ async fn ingest(ctx: &Ctx, peer: PeerId, records: Vec<Vec<u8>>) -> Result<usize,
         .await
         .map_err(|_| "node shut down".to_string())?;
     let results = rx.await.map_err(|_| "node shut down".to_string())?;
+    // A peer that pushes or serves records that are its fault (forged, malformed ...) gets a strike
+    // for each, like a peer that gossips them; persistent offenders are disconnected.
+    let strikes = results
+        .iter()
+        .filter(|r| matches!(r, ItemResult::Rejected { code, .. } if crate::ingest::senders_fault(code)))
+        .count();
+    if strikes > 0 {
+        let _ = ctx.commands.send(Command::Strike { peer, count: strikes }).await;
+    }
     Ok(results.iter().filter(|r| matches!(r, ItemResult::Stored { .. })).count())
 }
 

@@ -363,11 +363,16 @@ fn gossip_verdict(result: Option<&ItemResult>) -> (MessageAcceptance, Option<&'s
         Some(ItemResult::Duplicate { .. }) | Some(ItemResult::NotKept { .. }) | None => {
             (MessageAcceptance::Ignore, None)
         }
-        Some(ItemResult::Rejected { code, .. }) => match *code {
-            "expired" | "author_rate_limited" | "store_error" | "queue_full" => (MessageAcceptance::Ignore, Some(code)),
-            _ => (MessageAcceptance::Reject, Some(code)),
-        },
+        Some(ItemResult::Rejected { code, .. }) if senders_fault(code) => (MessageAcceptance::Reject, Some(code)),
+        Some(ItemResult::Rejected { code, .. }) => (MessageAcceptance::Ignore, Some(code)),
     }
+}
+
+/// Whether a rejection is the fault of the peer that sent the record (forged, malformed, misrouted,
+/// from the future ...) rather than something an honest peer can send (a listing that expired on the
+/// way, an author over our rate, our own queue or store).
+pub(crate) fn senders_fault(code: &str) -> bool {
+    !matches!(code, "expired" | "author_rate_limited" | "store_error" | "queue_full")
 }
 
 fn cosigner_of(body: &troc_protocol::Body) -> Option<PublicKey> {

@@ -16,8 +16,8 @@ use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::{
-    StreamProtocol, Swarm, SwarmBuilder, autonat, connection_limits, dcutr, identify, mdns, noise, ping, relay, tcp,
-    yamux,
+    StreamProtocol, Swarm, SwarmBuilder, allow_block_list, autonat, connection_limits, dcutr, identify, mdns, noise,
+    ping, relay, tcp, yamux,
 };
 use sha2::{Digest, Sha256};
 use thiserror::Error;
@@ -40,6 +40,8 @@ pub const MAX_SYNC_RESPONSE: u64 = 2 * 1024 * 1024;
 #[allow(missing_debug_implementations)] // several libp2p behaviours do not implement Debug
 #[derive(NetworkBehaviour)]
 pub struct Behaviour {
+    /// Peers banned for abuse: their connections are denied as they are established.
+    pub blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
     pub limits: connection_limits::Behaviour,
     pub relay_client: relay::client::Behaviour,
     pub relay_server: Toggle<relay::Behaviour>,
@@ -183,6 +185,7 @@ pub fn build_swarm(config: &NodeConfig, metrics: &Metrics) -> Result<Swarm<Behav
                     .with_max_concurrent_streams(32),
             );
             Behaviour {
+                blocked: allow_block_list::Behaviour::default(),
                 limits: connection_limits::Behaviour::new(connection_limits),
                 relay_client,
                 relay_server: Toggle::from(

@@ -43,16 +43,49 @@ use crate::{now_secs, topics};
 /// Commands from handles (and the sync task) to the swarm task.
 #[derive(Debug)]
 pub(crate) enum Command {
-    Dial { addr: Multiaddr, reply: oneshot::Sender<Result<PeerId, String>> },
-    Peers { reply: oneshot::Sender<Vec<PeerInfo>> },
-    ListenAddrs { reply: oneshot::Sender<Vec<Multiaddr>> },
-    PeerScore { peer: PeerId, reply: oneshot::Sender<Option<f64>> },
-    Follow { community: String, reply: oneshot::Sender<Result<(), String>> },
-    Disconnect { peer: PeerId },
-    GossipRaw { scope: String, bytes: Vec<u8>, reply: oneshot::Sender<Result<(), String>> },
-    SendSync { peer: PeerId, request: SyncRequest, reply: oneshot::Sender<Result<SyncResponse, String>> },
-    RespondSync { channel: u64, response: SyncResponse },
-    Shutdown { reply: oneshot::Sender<Result<(), String>> },
+    Dial {
+        addr: Multiaddr,
+        reply: oneshot::Sender<Result<PeerId, String>>,
+    },
+    Peers {
+        reply: oneshot::Sender<Vec<PeerInfo>>,
+    },
+    ListenAddrs {
+        reply: oneshot::Sender<Vec<Multiaddr>>,
+    },
+    PeerScore {
+        peer: PeerId,
+        reply: oneshot::Sender<Option<f64>>,
+    },
+    Follow {
+        community: String,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+    Disconnect {
+        peer: PeerId,
+    },
+    GossipRaw {
+        scope: String,
+        bytes: Vec<u8>,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+    SendSync {
+        peer: PeerId,
+        request: SyncRequest,
+        reply: oneshot::Sender<Result<SyncResponse, String>>,
+    },
+    RespondSync {
+        channel: u64,
+        response: SyncResponse,
+    },
+    /// `count` strikes against a peer that sent invalid records through catch-up.
+    Strike {
+        peer: PeerId,
+        count: usize,
+    },
+    Shutdown {
+        reply: oneshot::Sender<Result<(), String>>,
+    },
 }
 
 /// A connected peer, as the node sees it.
@@ -382,6 +415,13 @@ impl NodeHandle {
         self.call(|reply| Command::GossipRaw { scope, bytes, reply }).await?.map_err(NodeError::Failed)
     }
 
+    /// Sends a raw catch-up request to a peer and returns its answer. For tests that play a hostile
+    /// peer.
+    #[doc(hidden)]
+    pub async fn sync_raw(&self, peer: PeerId, request: SyncRequest) -> Result<SyncResponse, NodeError> {
+        self.call(|reply| Command::SendSync { peer, request, reply }).await?.map_err(NodeError::Failed)
+    }
+
     /// Shuts the node down: connections closed, queue drained, store flushed and closed.
     pub async fn shutdown(&self) -> Result<(), NodeError> {
         self.call(|reply| Command::Shutdown { reply }).await?.map_err(NodeError::Failed)
@@ -499,7 +539,11 @@ impl EventLoop {
 
     fn housekeeping(&mut self) {
         let now = Instant::now();
-        self.banned.retain(|_, until| *until > now);
+        let expired: Vec<PeerId> = self.banned.iter().filter(|(_, until)| **until <= now).map(|(p, _)| *p).collect();
+        for peer in expired {
+            self.banned.remove(&peer);
+            self.swarm.behaviour_mut().blocked.unblock_peer(peer);
+        }
         let connected: HashSet<PeerId> = self.swarm.connected_peers().copied().collect();
         let mut to_dial = Vec::new();
         for (peer, b) in self.bootstrap.iter_mut() {
@@ -560,6 +604,8 @@ impl EventLoop {
             self.metrics.disconnected_for_abuse();
             self.banned.insert(peer, Instant::now() + BAN);
             self.strikes.forget(&peer);
+            // Blocking also closes its connections, and denies new ones until the ban ends.
+            self.swarm.behaviour_mut().blocked.block_peer(peer);
             let _ = self.swarm.disconnect_peer_id(peer);
         }
     }
@@ -658,6 +704,14 @@ impl EventLoop {
             Command::SendSync { peer, request, reply } => {
                 let id = self.swarm.behaviour_mut().sync.send_request(&peer, request);
                 self.sync_out.insert(id, reply);
+            }
+            Command::Strike { peer, count } => {
+                for _ in 0..count {
+                    if !self.swarm.is_connected(&peer) {
+                        break;
+                    }
+                    self.strike(peer);
+                }
             }
             Command::RespondSync { channel, response } => {
                 if let Some(ch) = self.sync_in.remove(&channel) {

@@ -282,3 +282,43 @@ async fn partitioned_groups_converge_after_healing() {
         n.handle.shutdown().await.expect("clean shutdown");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_pushing_forged_records_through_catch_up_is_disconnected() {
+    let c = ["quay"];
+    let victim = spawn(50, &c, &[]).await;
+    let hostile = spawn(51, &c, &[&victim]).await;
+    let victim_id = victim.handle.peer_id();
+    wait_until(LIMIT, "connected", || async { connected_count(&victim).await > 0 }).await;
+
+    // 30 distinct listings with a broken signature: more than the 20 strikes a peer may collect.
+    let forged: Vec<Vec<u8>> = (0..30u8)
+        .map(|k| {
+            let mut b = sign_listing(&hostile.identity, listing(k, 1, "quay", &format!("Forged {k}"))).bytes().to_vec();
+            let last = b.len() - 1;
+            b[last] ^= 0x01;
+            b
+        })
+        .collect();
+    // The victim may cut the connection before it even answers: an abusive peer gets no answer.
+    match hostile.handle.sync_raw(victim_id, troc_node::sync::SyncRequest::Push { records: forged.clone() }).await {
+        Ok(troc_node::sync::SyncResponse::Pushed { accepted: 0 }) | Err(_) => {}
+        Ok(other) => panic!("forged records were accepted: {other:?}"),
+    }
+
+    wait_until(LIMIT, "the victim disconnects the hostile peer", || async {
+        victim.handle.metrics().peers_disconnected_for_abuse >= 1 && connected_count(&victim).await == 0
+    })
+    .await;
+    let m = victim.handle.metrics();
+    assert_eq!(m.rejected[&troc_node::metrics::Source::Sync].get("bad_signature"), Some(&30));
+    for bytes in &forged {
+        let id = troc_protocol::decode(bytes).expect("decodes").id();
+        assert!(!victim.handle.store().contains(&id).unwrap(), "nothing forged is stored");
+    }
+    // It is refused when it comes back.
+    let _ = hostile.handle.dial(victim.handle.dial_addrs().await.unwrap()[0].clone()).await;
+    assert_eq!(connected_count(&victim).await, 0, "a banned peer stays out");
+    victim.handle.shutdown().await.expect("clean shutdown");
+    hostile.handle.shutdown().await.expect("clean shutdown");
+}
