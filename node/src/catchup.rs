@@ -73,6 +73,8 @@ struct Ctx {
     cache: Arc<RwLock<ResponderCache>>,
     generation: Arc<std::sync::atomic::AtomicU64>,
     serving: Arc<Semaphore>,
+    /// Permits of the store reads running on the blocking pool (see [`blocking`]).
+    blocking: Arc<Semaphore>,
     running: Arc<Semaphore>,
 }
 
@@ -108,6 +110,7 @@ impl SyncDriver {
             generation: Arc::default(),
             serving: Arc::new(Semaphore::new(limits.max_sync_sessions)),
             running: Arc::new(Semaphore::new(limits.max_sync_sessions)),
+            blocking: Arc::new(Semaphore::new(MAX_BLOCKING as usize)),
         };
         SyncDriver { ctx, interval, rx, shutdown }
     }
@@ -119,6 +122,11 @@ impl SyncDriver {
         self.serve_until_shutdown(&mut tasks).await;
         tasks.abort_all();
         while tasks.join_next().await.is_some() {}
+        // Wait for store reads still running on the blocking pool, then close the gate.
+        if let Ok(all) = self.ctx.blocking.acquire_many(MAX_BLOCKING).await {
+            all.forget();
+        }
+        self.ctx.blocking.close();
     }
 
     async fn serve_until_shutdown(&mut self, tasks: &mut JoinSet<()>) {
@@ -205,13 +213,27 @@ fn scope_of_name(name: &str) -> Scope {
     }
 }
 
-async fn items_of(ctx: &Ctx, scope: &str) -> Result<Vec<(u64, RecordId)>, String> {
+/// Most store reads running on the blocking pool at once.
+const MAX_BLOCKING: u32 = 64;
+
+/// Runs a store read on the blocking pool. An aborted session cannot stop a blocking closure, which
+/// would keep its `Store` (and sled's file lock) alive after shutdown; so each closure holds a
+/// permit, and the driver takes all the permits back before it ends.
+async fn blocking<T: Send + 'static>(ctx: &Ctx, f: impl FnOnce(Store) -> T + Send + 'static) -> Result<T, String> {
+    let permit = ctx.blocking.clone().acquire_owned().await.map_err(|_| "node shut down".to_string())?;
     let store = ctx.store.clone();
+    tokio::task::spawn_blocking(move || {
+        let out = f(store);
+        drop(permit);
+        out
+    })
+    .await
+    .map_err(|e| e.to_string())
+}
+
+async fn items_of(ctx: &Ctx, scope: &str) -> Result<Vec<(u64, RecordId)>, String> {
     let scope = scope_of_name(scope);
-    tokio::task::spawn_blocking(move || store.sync_items(&scope, now_secs()))
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())
+    blocking(ctx, move |store| store.sync_items(&scope, now_secs())).await?.map_err(|e| e.to_string())
 }
 
 async fn request(ctx: &Ctx, peer: PeerId, request: SyncRequest) -> Result<SyncResponse, String> {
@@ -404,8 +426,7 @@ async fn serve(ctx: &Ctx, peer: PeerId, request: SyncRequest) -> SyncResponse {
             }
         }
         SyncRequest::Fetch { ids } => {
-            let store = ctx.store.clone();
-            let result = tokio::task::spawn_blocking(move || {
+            let result = blocking(ctx, move |store| {
                 let mut records = Vec::new();
                 let mut missing = Vec::new();
                 let mut size = 0;
@@ -421,7 +442,7 @@ async fn serve(ctx: &Ctx, peer: PeerId, request: SyncRequest) -> SyncResponse {
                 SyncResponse::Records { records, missing }
             })
             .await;
-            result.unwrap_or_else(|e| SyncResponse::Refused { code: "internal".into(), message: e.to_string() })
+            result.unwrap_or_else(|e| SyncResponse::Refused { code: "internal".into(), message: e })
         }
         SyncRequest::Push { records } => match ingest(ctx, peer, records).await {
             Ok(n) => SyncResponse::Pushed { accepted: n as u32 },
