@@ -1,6 +1,7 @@
 //! The one integration-test binary of the workspace: every integration test is a module of it, so
 //! the workspace links one test binary instead of one per file.
 
+mod cli;
 mod node;
 mod support;
 mod vectors;
