@@ -324,17 +324,14 @@ async fn one_session(ctx: &Ctx, peer: PeerId, scope: &str) -> Result<(usize, usi
         let ids: Vec<RecordId> = queue.drain(..n).collect();
         match request(ctx, peer, SyncRequest::Fetch { ids: ids.clone() }).await? {
             SyncResponse::Records { records, missing } => {
-                // Ids the peer did not send for lack of room come again; ids it no longer has are dropped.
-                let sent = records.len();
-                if sent == 0 && missing.len() == ids.len() {
+                // Ids the peer no longer has (`missing`) are dropped; ids it did not send for lack of
+                // room are asked again. A peer that sends nothing at all is not asked again.
+                if records.is_empty() {
                     break;
                 }
-                for id in missing.iter().filter(|m| ids.contains(m)) {
-                    if sent > 0 {
-                        queue.push_back(*id);
-                    }
-                }
-                fetched += sent;
+                let received: Vec<RecordId> = records.iter().filter_map(|r| troc_protocol::id_of_bytes(r)).collect();
+                queue.extend(sync::not_sent(&ids, &received, &missing));
+                fetched += records.len();
                 stored += ingest(ctx, peer, records).await?;
             }
             SyncResponse::Refused { code, message } => return Err(format!("fetch refused ({code}): {message}")),

@@ -16,7 +16,7 @@ use std::time::Instant;
 use libp2p::PeerId;
 use libp2p::gossipsub::{MessageAcceptance, MessageId, TopicHash};
 use tokio::sync::{broadcast, mpsc, oneshot};
-use troc_protocol::{PublicKey, RecordError, RecordId, Unverified};
+use troc_protocol::{PublicKey, RecordBody, RecordError, RecordId, Unverified};
 
 use crate::events::NodeEvent;
 use crate::limits::RateLimiter;
@@ -241,7 +241,7 @@ impl Writer {
                                 let scope = topics::scope_of(record.body());
                                 let _ = self.events.send(NodeEvent::stored(record, scope.clone(), source, replaced));
                                 let ours =
-                                    record.author() == &self.local || record_cosigner(record) == Some(self.local);
+                                    record.author() == &self.local || record.body().cosigner() == Some(&self.local);
                                 if matches!(jobs[*j].0, Origin::Local)
                                     && ours
                                     && let Some(scope) = scope
@@ -330,7 +330,7 @@ impl Writer {
                     ));
                 }
                 let author = unverified.header().author;
-                let cosigner = cosigner_of(unverified.body());
+                let cosigner = unverified.body().cosigner();
                 let publisher_ok = publisher
                     .is_some_and(|p| p == author.to_peer_id() || cosigner.is_some_and(|c| p == c.to_peer_id()));
                 if !publisher_ok {
@@ -373,16 +373,4 @@ fn gossip_verdict(result: Option<&ItemResult>) -> (MessageAcceptance, Option<&'s
 /// way, an author over our rate, our own queue or store).
 pub(crate) fn senders_fault(code: &str) -> bool {
     !matches!(code, "expired" | "author_rate_limited" | "store_error" | "queue_full")
-}
-
-fn cosigner_of(body: &troc_protocol::Body) -> Option<PublicKey> {
-    match body {
-        troc_protocol::Body::Agreement(a) => Some(a.counterparty),
-        troc_protocol::Body::Extension(e) => Some(e.counterparty),
-        _ => None,
-    }
-}
-
-fn record_cosigner(record: &troc_protocol::SignedRecord) -> Option<PublicKey> {
-    cosigner_of(record.body())
 }

@@ -67,11 +67,12 @@ pub enum BuildError {
 
 /// The gossipsub message id of a message: the record id (SHA-256 of the domain prefix and content)
 /// when the data is a record, so duplicates are recognised whoever forwards them. For data that is
-/// not a record, a hash of the data (it will be rejected by validation anyway).
+/// not a record, a hash of the data (it will be rejected by validation anyway). It runs for every
+/// copy received, duplicates included, so it only hashes: no decoding, no key checks.
 fn message_id(msg: &gossipsub::Message) -> MessageId {
-    match troc_protocol::decode(&msg.data) {
-        Ok(u) => MessageId::from(u.id().0.to_vec()),
-        Err(_) => MessageId::from(Sha256::digest(&msg.data).to_vec()),
+    match troc_protocol::id_of_bytes(&msg.data) {
+        Some(id) => MessageId::from(id.0.to_vec()),
+        None => MessageId::from(Sha256::digest(&msg.data).to_vec()),
     }
 }
 

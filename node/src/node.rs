@@ -27,7 +27,7 @@ use libp2p::{Multiaddr, PeerId, Swarm, autonat, identify, mdns};
 use serde::Serialize;
 use thiserror::Error;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
-use troc_protocol::{Identity, RecordBody, Signed, SignedRecord, Timestamp};
+use troc_protocol::{Identity, RecordBody, Signed, SignedRecord};
 
 use crate::catchup::{SyncDriver, SyncSummary, ToSync};
 use crate::config::NodeConfig;
@@ -244,6 +244,7 @@ impl Node {
             bootstrap: HashMap::new(),
             listen_addrs,
             agents: HashMap::new(),
+            remotes: HashMap::new(),
             relays: HashSet::new(),
             nat_private: false,
             scopes,
@@ -456,6 +457,8 @@ struct EventLoop {
     bootstrap: HashMap<PeerId, Bootstrap>,
     listen_addrs: Vec<Multiaddr>,
     agents: HashMap<PeerId, String>,
+    /// The remote address of each connected peer (its first connection).
+    remotes: HashMap<PeerId, Multiaddr>,
     relays: HashSet<PeerId>,
     nat_private: bool,
     scopes: Arc<RwLock<Vec<String>>>,
@@ -656,12 +659,15 @@ impl EventLoop {
                 let g = &self.swarm.behaviour().gossipsub;
                 let infos = peers
                     .into_iter()
-                    .map(|p| PeerInfo {
-                        peer_id: p,
-                        addresses: Vec::new(),
-                        agent: self.agents.get(&p).cloned(),
-                        score: g.peer_score(&p),
-                        relayed: false,
+                    .map(|p| {
+                        let remote = self.remotes.get(&p);
+                        PeerInfo {
+                            peer_id: p,
+                            addresses: remote.map(|a| vec![a.to_string()]).unwrap_or_default(),
+                            agent: self.agents.get(&p).cloned(),
+                            score: g.peer_score(&p),
+                            relayed: remote.is_some_and(|a| a.iter().any(|p| matches!(p, Protocol::P2pCircuit))),
+                        }
                     })
                     .collect();
                 let _ = reply.send(infos);
@@ -746,12 +752,14 @@ impl EventLoop {
                     self.swarm.behaviour_mut().kad.add_address(&peer_id, address.clone());
                 }
                 if num_established.get() == 1 {
+                    self.remotes.insert(peer_id, endpoint.get_remote_address().clone());
                     let _ = self.events.send(NodeEvent::PeerConnected { peer: peer_id });
                     let _ = self.to_sync.try_send(ToSync::PeerConnected { peer: peer_id });
                 }
             }
             SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
                 self.agents.remove(&peer_id);
+                self.remotes.remove(&peer_id);
                 self.relays.remove(&peer_id);
                 let _ = self.events.send(NodeEvent::PeerDisconnected { peer: peer_id });
             }
@@ -903,9 +911,4 @@ fn is_unroutable(addr: &Multiaddr) -> bool {
         Protocol::Ip6(ip) => ip.is_unspecified(),
         _ => false,
     })
-}
-
-/// Unix time now, in seconds.
-pub fn now() -> Timestamp {
-    now_secs()
 }

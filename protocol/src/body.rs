@@ -105,10 +105,24 @@ impl RecordType {
     /// The domain-separation prefix the signatures and the id cover before the content:
     /// `troc/v1/<name>` followed by one zero byte. It keeps a signature on one record type from being
     /// valid as any other type, or as any other use of the same key (libp2p's own signatures among them).
-    pub fn domain_prefix(self) -> Vec<u8> {
-        let mut p = format!("troc/v{FORMAT_VERSION}/{}", self.name()).into_bytes();
-        p.push(0);
-        p
+    pub fn domain_prefix(self) -> &'static [u8] {
+        match self {
+            RecordType::Profile => b"troc/v1/profile\0",
+            RecordType::Listing => b"troc/v1/listing\0",
+            RecordType::Withdrawal => b"troc/v1/withdrawal\0",
+            RecordType::Proposal => b"troc/v1/proposal\0",
+            RecordType::Agreement => b"troc/v1/agreement\0",
+            RecordType::Handover => b"troc/v1/handover\0",
+            RecordType::Return => b"troc/v1/return\0",
+            RecordType::Acknowledgement => b"troc/v1/acknowledgement\0",
+            RecordType::Completion => b"troc/v1/completion\0",
+            RecordType::Cancellation => b"troc/v1/cancellation\0",
+            RecordType::Extension => b"troc/v1/extension\0",
+            RecordType::Review => b"troc/v1/review\0",
+            RecordType::ReviewCommitment => b"troc/v1/review_commitment\0",
+            RecordType::Vouch => b"troc/v1/vouch\0",
+            RecordType::Revocation => b"troc/v1/revocation\0",
+        }
     }
 
     /// How many signatures a record of this type carries: 2 for the co-signed agreement and
@@ -199,6 +213,14 @@ pub(crate) mod sealed {
         fn decode(r: &mut Reader<'_>) -> Result<Self, RecordError>;
         /// Rules that need only the record itself (not the clock, not other records).
         fn check(&self, header: &Header) -> Result<(), RecordError>;
+        /// The second signer of a co-signed type.
+        fn cosigner_key(&self) -> Option<&PublicKey> {
+            None
+        }
+        /// When the record stops being valid (listings, vouches).
+        fn expiry(&self) -> Option<Timestamp> {
+            None
+        }
     }
 }
 
@@ -210,6 +232,16 @@ pub trait RecordBody: sealed::Codec + Clone + std::fmt::Debug + Serialize {
     /// The body of this type, or the input handed back (not an error: a `match` that missed).
     #[allow(clippy::result_large_err)]
     fn from_body(body: Body) -> Result<Self, Body>;
+
+    /// The second signer of a co-signed record (agreement, extension): its counterparty.
+    fn cosigner(&self) -> Option<&PublicKey> {
+        sealed::Codec::cosigner_key(self)
+    }
+
+    /// When the record stops being valid: a listing's `valid_until`, a vouch's `expires_at`.
+    fn expires_at(&self) -> Option<Timestamp> {
+        sealed::Codec::expiry(self)
+    }
 }
 
 macro_rules! bodies {
@@ -236,6 +268,12 @@ macro_rules! bodies {
             }
             fn check(&self, header: &Header) -> Result<(), RecordError> {
                 match self { $(Body::$variant(b) => b.check(header),)+ }
+            }
+            fn cosigner_key(&self) -> Option<&PublicKey> {
+                match self { $(Body::$variant(b) => b.cosigner_key(),)+ }
+            }
+            fn expiry(&self) -> Option<Timestamp> {
+                match self { $(Body::$variant(b) => b.expiry(),)+ }
             }
         }
 
@@ -468,6 +506,9 @@ impl sealed::Codec for Listing {
         }
         Ok(())
     }
+    fn expiry(&self) -> Option<Timestamp> {
+        Some(self.valid_until)
+    }
 }
 
 impl Listing {
@@ -677,6 +718,9 @@ impl sealed::Codec for Agreement {
             _ => Ok(()),
         }
     }
+    fn cosigner_key(&self) -> Option<&PublicKey> {
+        Some(&self.counterparty)
+    }
 }
 
 macro_rules! deal_step {
@@ -803,6 +847,9 @@ impl sealed::Codec for Extension {
     }
     fn check(&self, header: &Header) -> Result<(), RecordError> {
         other_than_author("counterparty", &self.counterparty, &header.author)
+    }
+    fn cosigner_key(&self) -> Option<&PublicKey> {
+        Some(&self.counterparty)
     }
 }
 
@@ -953,6 +1000,9 @@ impl sealed::Codec for Vouch {
             return Err(RecordError::invalid("expires_at", "more than two years after created_at"));
         }
         Ok(())
+    }
+    fn expiry(&self) -> Option<Timestamp> {
+        Some(self.expires_at)
     }
 }
 

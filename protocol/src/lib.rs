@@ -44,7 +44,9 @@ pub use body::{
 pub use error::RecordError;
 pub use keys::{EntropyError, Identity, KeyParseError, PublicKey, random_bytes};
 pub use libp2p_identity::PeerId;
-pub use signed::{PartiallySigned, RecordJson, Signed, SignedRecord, Unverified, decode, signed_message, verify_batch};
+pub use signed::{
+    PartiallySigned, RecordJson, Signed, SignedRecord, Unverified, decode, id_of_bytes, signed_message, verify_batch,
+};
 pub use types::{
     CancelReason, Category, Condition, Currency, Facet, Kind, ListingKey, Money, Nonce, Rating, RecordId, Timestamp,
     UnknownName,

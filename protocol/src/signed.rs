@@ -90,7 +90,7 @@ impl<T> Signed<T> {
     where
         T: RecordBody,
     {
-        cosigner_of(&self.body.clone().into_body()).copied()
+        self.body.cosigner().copied()
     }
 
     /// Rechecks the rules that depend on the clock, e.g. before showing or forwarding an old record.
@@ -98,7 +98,7 @@ impl<T> Signed<T> {
     where
         T: RecordBody,
     {
-        time_rules(&self.header, &self.body.clone().into_body(), now)
+        time_rules(&self.header, self.body.expires_at(), now)
     }
 }
 
@@ -218,13 +218,39 @@ fn encode_content(header: &Header, body: &impl Codec) -> Vec<u8> {
 
 /// The bytes a signature covers: the type's domain prefix, then the content.
 pub fn signed_message(record_type: RecordType, content: &[u8]) -> Vec<u8> {
-    let mut m = record_type.domain_prefix();
+    let mut m = record_type.domain_prefix().to_vec();
     m.extend_from_slice(content);
     m
 }
 
 fn id_of(message: &[u8]) -> RecordId {
     RecordId(Sha256::digest(message).into())
+}
+
+/// The id of a record of type `t` with this content: SHA-256 of the domain prefix and the content.
+fn content_id(t: RecordType, content: &[u8]) -> RecordId {
+    let mut hasher = Sha256::new();
+    hasher.update(t.domain_prefix());
+    hasher.update(content);
+    RecordId(hasher.finalize().into())
+}
+
+/// The id that record bytes carry, computed without decoding or verifying them: the content is the
+/// bytes less the signatures their type carries. For every valid record this is its id; for bytes
+/// that are not a valid record it is only a name for them (they will be refused when decoded).
+/// `None` when the bytes cannot be a record at all (too short or too long, unknown version or type).
+///
+/// Cheap (one SHA-256): for naming gossip messages and fetched records before they are decoded.
+pub fn id_of_bytes(bytes: &[u8]) -> Option<RecordId> {
+    if bytes.len() < HEADER_LEN || bytes.len() > MAX_RECORD_BYTES || bytes[0] != crate::body::FORMAT_VERSION {
+        return None;
+    }
+    let t = RecordType::from_code(bytes[1]).ok()?;
+    let content_len = bytes.len().checked_sub(t.signature_count() * SIGNATURE_LEN)?;
+    if content_len < HEADER_LEN {
+        return None;
+    }
+    Some(content_id(t, &bytes[..content_len]))
 }
 
 /// Checks and encodes a body about to be signed: returns content, header and signed message.
@@ -249,23 +275,10 @@ fn prepare<T: RecordBody>(
     Ok((content, header, message))
 }
 
-fn cosigner_of(body: &Body) -> Option<&PublicKey> {
-    match body {
-        Body::Agreement(a) => Some(&a.counterparty),
-        Body::Extension(e) => Some(&e.counterparty),
-        _ => None,
-    }
-}
-
-fn time_rules(header: &Header, body: &Body, now: Timestamp) -> Result<(), RecordError> {
+fn time_rules(header: &Header, expiry: Option<Timestamp>, now: Timestamp) -> Result<(), RecordError> {
     if header.created_at > now.saturating_add(MAX_CLOCK_SKEW_SECS) {
         return Err(RecordError::FromFuture { created_at: header.created_at, now, max_skew: MAX_CLOCK_SKEW_SECS });
     }
-    let expiry = match body {
-        Body::Listing(l) => Some(l.valid_until),
-        Body::Vouch(v) => Some(v.expires_at),
-        _ => None,
-    };
     match expiry {
         Some(at) if at <= now => Err(RecordError::Expired { expired_at: at, now }),
         _ => Ok(()),
@@ -311,12 +324,12 @@ impl Unverified {
     /// Checks the rules that need the clock: `created_at` at most [`MAX_CLOCK_SKEW_SECS`] ahead of
     /// `now`; a listing's `valid_until` and a vouch's `expires_at` after `now`.
     pub fn check_time(&self, now: Timestamp) -> Result<(), RecordError> {
-        time_rules(&self.header, &self.body, now)
+        time_rules(&self.header, self.body.expires_at(), now)
     }
 
     fn signers(&self) -> Vec<&PublicKey> {
         let mut v = vec![&self.header.author];
-        v.extend(cosigner_of(&self.body));
+        v.extend(self.body.cosigner());
         v
     }
 
@@ -394,10 +407,7 @@ pub fn decode(bytes: &[u8]) -> Result<Unverified, RecordError> {
         return Err(RecordError::malformed(content_len + need * SIGNATURE_LEN, "more signatures than the type has"));
     }
     body.check(&header)?;
-    let mut hasher = Sha256::new();
-    hasher.update(header.record_type.domain_prefix());
-    hasher.update(&bytes[..content_len]);
-    let id = RecordId(hasher.finalize().into());
+    let id = content_id(header.record_type, &bytes[..content_len]);
     Ok(Unverified { bytes: bytes.into(), content_len, id, header, body })
 }
 
@@ -535,9 +545,7 @@ impl<T: RecordBody> PartiallySigned<T> {
     }
 
     fn cosigner(&self) -> Result<PublicKey, RecordError> {
-        cosigner_of(&self.body.clone().into_body())
-            .copied()
-            .ok_or(RecordError::invalid("type", "is not a co-signed record type"))
+        self.body.cosigner().copied().ok_or(RecordError::invalid("type", "is not a co-signed record type"))
     }
 }
 

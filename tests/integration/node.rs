@@ -213,6 +213,10 @@ async fn restart_keeps_everything_and_shutdown_closes_connections() {
     let node = spawn(30, &c, &[]).await;
     let mut peer = spawn(31, &c, &[&node]).await;
     wait_until(LIMIT, "connected", || async { connected_count(&node).await > 0 }).await;
+    let seen = peer.handle.peers().await.unwrap();
+    assert_eq!(seen[0].peer_id, node.handle.peer_id());
+    assert!(seen[0].addresses[0].starts_with("/ip4/127.0.0.1/tcp/"), "{seen:?}");
+    assert!(!seen[0].relayed);
     let me = node.identity.clone();
     let mut ids = Vec::new();
     for k in 0..3u8 {

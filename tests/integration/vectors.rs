@@ -310,7 +310,7 @@ fn spec_enumerations_match_the_code() {
     check_enum("record-types", RecordType::ALL.iter().map(|t| (t.code(), t.name())).collect());
     for row in spec_table("record-types") {
         let t = RecordType::from_code(row[0].parse().expect("a code")).expect("a type");
-        assert_eq!(row[2], String::from_utf8_lossy(&t.domain_prefix()).replace('\0', "\\0"), "prefix of {t}");
+        assert_eq!(row[2], String::from_utf8_lossy(t.domain_prefix()).replace('\0', "\\0"), "prefix of {t}");
         assert_eq!(row[3], t.signature_count().to_string(), "signatures of {t}");
         assert_eq!(row[4], if t.is_public() { "public" } else { "private" }, "visibility of {t}");
     }
