@@ -50,6 +50,11 @@ pub(crate) enum Command {
     Peers {
         reply: oneshot::Sender<Vec<PeerInfo>>,
     },
+    /// Keep a peer connected from now on, like a configured bootstrap peer.
+    AddBootstrap {
+        addr: Multiaddr,
+        reply: oneshot::Sender<Result<PeerId, String>>,
+    },
     ListenAddrs {
         reply: oneshot::Sender<Vec<Multiaddr>>,
     },
@@ -372,6 +377,13 @@ impl NodeHandle {
         self.call(|reply| Command::Dial { addr, reply }).await?.map_err(NodeError::Failed)
     }
 
+    /// Adds a peer to keep connected (dialled now, and again with backoff whenever the connection
+    /// drops), as if it had been configured as a bootstrap peer. The address must end in
+    /// `/p2p/<peer id>`.
+    pub async fn add_bootstrap(&self, addr: Multiaddr) -> Result<PeerId, NodeError> {
+        self.call(|reply| Command::AddBootstrap { addr, reply }).await?.map_err(NodeError::Failed)
+    }
+
     pub async fn peers(&self) -> Result<Vec<PeerInfo>, NodeError> {
         self.call(|reply| Command::Peers { reply }).await
     }
@@ -428,6 +440,9 @@ impl NodeHandle {
         self.call(|reply| Command::Shutdown { reply }).await?.map_err(NodeError::Failed)
     }
 }
+
+/// Bootstrap peers kept connected at most (configured and added at run time together).
+const MAX_BOOTSTRAP_PEERS: usize = 64;
 
 /// A bootstrap peer kept connected.
 #[derive(Debug)]
@@ -654,6 +669,26 @@ impl EventLoop {
                     }
                 }
             }
+            Command::AddBootstrap { addr, reply } => match peer_of(&addr) {
+                Some(peer) if peer == *self.swarm.local_peer_id() => {
+                    let _ = reply.send(Err(format!("{addr} is this node itself")));
+                }
+                Some(peer) => {
+                    if self.bootstrap.len() >= MAX_BOOTSTRAP_PEERS && !self.bootstrap.contains_key(&peer) {
+                        let _ = reply.send(Err(format!("already keeping {MAX_BOOTSTRAP_PEERS} peers connected")));
+                    } else {
+                        self.swarm.behaviour_mut().kad.add_address(&peer, strip_p2p(&addr));
+                        self.bootstrap.insert(
+                            peer,
+                            Bootstrap { addr, next_try: Instant::now(), backoff: Duration::from_secs(1) },
+                        );
+                        let _ = reply.send(Ok(peer));
+                    }
+                }
+                None => {
+                    let _ = reply.send(Err(format!("{addr} does not end in /p2p/<peer id>")));
+                }
+            },
             Command::Peers { reply } => {
                 let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
                 let g = &self.swarm.behaviour().gossipsub;
