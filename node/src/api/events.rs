@@ -6,8 +6,9 @@
 //! streams; each stream applies its own filters. A stream that reads too slowly loses the oldest
 //! events and is told how many (`lagged`), it never slows the node.
 
+use std::collections::{HashSet, VecDeque};
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -17,7 +18,7 @@ use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{OwnedSemaphorePermit, broadcast, watch};
 use tracing::warn;
-use troc_protocol::{Listing, PublicKey, RecordType, Signed};
+use troc_protocol::{Listing, PublicKey, RecordId, RecordType, Signed};
 
 use super::AppState;
 use super::listings::view;
@@ -59,33 +60,99 @@ pub struct ApiEvent {
     pub author: Option<PublicKey>,
 }
 
+/// (alert, listing) pairs already raised that are remembered, so a listing raises an alert once.
+const ALERTS_REMEMBERED: usize = 10_000;
+
+/// Which alerts were raised, and the newest listing time seen: what a catch-up after a lag needs.
+#[derive(Debug, Default)]
+struct AlertMemory {
+    raised: HashSet<(String, RecordId)>,
+    order: VecDeque<(String, RecordId)>,
+    newest: u64,
+}
+
+impl AlertMemory {
+    /// Records that `alert` fired for `listing`; false if it already had.
+    fn raise(&mut self, alert: &str, listing: RecordId) -> bool {
+        let key = (alert.to_owned(), listing);
+        if !self.raised.insert(key.clone()) {
+            return false;
+        }
+        self.order.push_back(key);
+        if self.order.len() > ALERTS_REMEMBERED
+            && let Some(old) = self.order.pop_front()
+        {
+            self.raised.remove(&old);
+        }
+        true
+    }
+}
+
 /// Turns node events into API events until the node stops.
 pub(crate) async fn pump(state: AppState) {
     let mut rx = state.node.subscribe();
     let mut seq = 0u64;
+    let memory = Arc::new(Mutex::new(AlertMemory::default()));
     loop {
-        let event = match rx.recv().await {
-            Ok(e) => e,
+        let made = match rx.recv().await {
+            Ok(event) => {
+                let (st, mem) = (state.clone(), memory.clone());
+                // Store reads are blocking (sled, and verification of what is read).
+                tokio::task::spawn_blocking(move || translate(&st, &mem, &event)).await
+            }
             Err(RecvError::Lagged(n)) => {
-                warn!(missed = n, "the API fell behind the node's events");
+                warn!(missed = n, "the API fell behind the node's events; looking for missed alerts");
                 seq += 1;
-                send(
-                    &state,
-                    ApiEvent { seq, kind: "lagged", data: json!({ "missed": n }), listing: None, author: None },
-                );
-                continue;
+                let lagged =
+                    ApiEvent { seq, kind: "lagged", data: json!({ "missed": n }), listing: None, author: None };
+                send(&state, lagged);
+                let (st, mem) = (state.clone(), memory.clone());
+                tokio::task::spawn_blocking(move || missed_alerts(&st, &mem)).await
             }
             Err(RecvError::Closed) => return,
         };
-        let st = state.clone();
-        // Store reads are blocking (sled, and verification of what is read).
-        let made = tokio::task::spawn_blocking(move || translate(&st, &event)).await;
         let Ok(events) = made else { continue };
         for (kind, data, listing, author) in events {
             seq += 1;
             send(&state, ApiEvent { seq, kind, data, listing, author });
         }
     }
+}
+
+fn lock(memory: &Mutex<AlertMemory>) -> std::sync::MutexGuard<'_, AlertMemory> {
+    memory.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// After the node's events were lost, runs every saved search over the listings created since the
+/// newest one seen (less the clock skew records are allowed) and raises the alerts that were
+/// missed. Listing events themselves are not replayed: the `lagged` event tells the streams.
+fn missed_alerts(state: &AppState, memory: &Mutex<AlertMemory>) -> Vec<Made> {
+    let since = lock(memory).newest.saturating_sub(troc_protocol::limits::MAX_CLOCK_SKEW_SECS);
+    let mut out = Vec::new();
+    for alert in state.local.snapshot().alerts {
+        let mut q = alert.query.clone();
+        q.sort = Some(crate::search::Sort::Newest);
+        q.limit = crate::search::MAX_LIMIT;
+        q.offset = 0;
+        let Ok(results) = super::routes::run_search(state, &q) else { continue };
+        for hit in results.hits {
+            let Ok(Some(record)) = state.node.store().get(&hit.id) else { continue };
+            let Ok(listing) = record.downcast::<Listing>() else { continue };
+            if listing.created_at() < since {
+                break; // newest first: the rest is older still
+            }
+            if lock(memory).raise(&alert.id, listing.id()) {
+                let shown = view(state, &listing, alert.query.near.as_deref());
+                out.push((
+                    "alert",
+                    json!({ "alert": alert.id, "name": alert.name, "listing": shown }),
+                    Some(listing),
+                    None,
+                ));
+            }
+        }
+    }
+    out
 }
 
 fn send(state: &AppState, event: ApiEvent) {
@@ -96,7 +163,7 @@ fn send(state: &AppState, event: ApiEvent) {
 type Made = (&'static str, Value, Option<Signed<Listing>>, Option<PublicKey>);
 
 /// The API events one node event makes.
-fn translate(state: &AppState, event: &NodeEvent) -> Vec<Made> {
+fn translate(state: &AppState, memory: &Mutex<AlertMemory>, event: &NodeEvent) -> Vec<Made> {
     match event {
         NodeEvent::Stored { id, record_type: RecordType::Listing, replaced, .. } => {
             let listing = match state.node.store().get(id) {
@@ -119,9 +186,13 @@ fn translate(state: &AppState, event: &NodeEvent) -> Vec<Made> {
             };
             out.push((kind, data, Some(listing.clone()), None));
             let now = crate::now_secs();
+            {
+                let mut m = lock(memory);
+                m.newest = m.newest.max(listing.created_at());
+            }
             for alert in state.local.snapshot().alerts {
                 let Ok(q) = alert.query.prepare() else { continue };
-                if q.matches(&listing, now) {
+                if q.matches(&listing, now) && lock(memory).raise(&alert.id, listing.id()) {
                     let shown = view(state, &listing, alert.query.near.as_deref());
                     out.push((
                         "alert",
@@ -225,4 +296,27 @@ pub(crate) fn stream(
         }
     });
     Sse::new(events).keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_alert_fires_once_per_listing_and_memory_is_bounded() {
+        let mut m = AlertMemory::default();
+        assert!(m.raise("a", RecordId([1; 32])));
+        assert!(!m.raise("a", RecordId([1; 32])));
+        assert!(m.raise("b", RecordId([1; 32])));
+        for i in 0..ALERTS_REMEMBERED as u32 {
+            let mut id = [0u8; 32];
+            id[..4].copy_from_slice(&i.to_be_bytes());
+            id[31] = 9;
+            m.raise("c", RecordId(id));
+        }
+        assert_eq!(m.raised.len(), ALERTS_REMEMBERED);
+        assert_eq!(m.order.len(), ALERTS_REMEMBERED);
+        // The oldest were forgotten.
+        assert!(m.raise("a", RecordId([1; 32])));
+    }
 }

@@ -488,7 +488,7 @@ pub(crate) fn search_query(pairs: &[(String, String)], extra: &[&str]) -> Result
 }
 
 /// Runs a search in the store's index.
-fn run_search(state: &AppState, q: &SearchQuery) -> Result<SearchResults, ApiError> {
+pub(crate) fn run_search(state: &AppState, q: &SearchQuery) -> Result<SearchResults, ApiError> {
     let now = now();
     let all = state.node.store().listings(&crate::store::ListingFilter::default(), now)?;
     crate::search::SearchIndex::build(all, now).search(q, now).map_err(|e| ApiError::bad_request(e.to_string()))
