@@ -17,8 +17,8 @@ use criterion::Criterion;
 use libp2p::StreamProtocol;
 use libp2p::request_response::{Codec as _, cbor};
 use troc_node::sync::{
-    PROTOCOL, Reconciler, Responder, Step, SyncRequest, SyncResponse, answer_fetch, fetch_requests, not_sent,
-    push_requests,
+    IdPrefix, PROTOCOL, Reconciler, Responder, Step, SyncRequest, SyncResponse, answer_fetch, fetch_requests, not_sent,
+    prefix_of, push_requests,
 };
 use troc_protocol::{Category, Currency, Identity, Kind, Listing, ListingKey, Money, RecordId, Signed, Terms};
 
@@ -139,7 +139,8 @@ impl<'a> Side<'a> {
 #[derive(Default)]
 struct Figures {
     rounds: u16,
-    neg_bytes: u64,
+    neg_sent: u64,
+    neg_received: u64,
     reconcile_wire: usize,
     fetch_wire: usize,
     push_wire: usize,
@@ -150,7 +151,7 @@ struct Figures {
 }
 
 /// Reconciles `a` (initiator) against `b`, returns have/need and counts wire bytes if `count`.
-fn reconcile(a: &Side, b: &Responder, figures: Option<&mut Figures>) -> (Vec<RecordId>, Vec<RecordId>) {
+fn reconcile(a: &Side, b: &Responder, figures: Option<&mut Figures>) -> (Vec<RecordId>, Vec<IdPrefix>) {
     let (mut rec, mut req) = Reconciler::start("north-end", a.items.clone()).unwrap();
     let mut wire = 0;
     let counting = figures.is_some();
@@ -167,7 +168,8 @@ fn reconcile(a: &Side, b: &Responder, figures: Option<&mut Figures>) -> (Vec<Rec
                 if let Some(f) = figures {
                     let s = rec.stats();
                     f.rounds = s.rounds;
-                    f.neg_bytes = s.bytes_sent + s.bytes_received;
+                    f.neg_sent = s.bytes_sent;
+                    f.neg_received = s.bytes_received;
                     f.reconcile_wire = wire;
                 }
                 return (have, need);
@@ -183,23 +185,28 @@ fn catch_up(a: &Side, b: &Side, b_responder: &Responder) -> Figures {
     let (have, need) = reconcile(a, b_responder, Some(&mut f));
     f.have = have.len();
     f.need = need.len();
+    // The records b holds and a lacks, found by their prefixes (no two ids share one here).
+    let b_by_prefix: HashMap<IdPrefix, &Record> = b.by_id.values().map(|r| (prefix_of(&r.id), *r)).collect();
     f.missing_bytes = have.iter().map(|id| a.by_id[id].bytes.len()).sum::<usize>()
-        + need.iter().map(|id| b.by_id[id].bytes.len()).sum::<usize>();
+        + need.iter().map(|p| b_by_prefix[p].bytes.len()).sum::<usize>();
+    assert!(need.iter().all(|p| !a.by_id.contains_key(&b_by_prefix[p].id)));
 
-    let mut queue: Vec<RecordId> = need;
+    let mut queue: Vec<IdPrefix> = need;
     let mut got = 0;
     while !queue.is_empty() {
         let mut next = Vec::new();
-        for req in fetch_requests(&queue) {
-            let SyncRequest::Fetch { ids } = &req else { unreachable!() };
-            let resp = answer_fetch(ids, |id| Ok::<_, ()>(b.by_id.get(id).map(|r| r.bytes.clone()))).unwrap();
+        for req in fetch_requests("north-end", &queue) {
+            let SyncRequest::Fetch { prefixes, .. } = &req else { unreachable!() };
+            let resp = answer_fetch(b_responder, prefixes, |id| Ok::<_, ()>(b.by_id.get(id).map(|r| r.bytes.clone())))
+                .unwrap();
             f.fetch_requests += 1;
             f.fetch_wire += request_len(&req) + response_len(&resp);
             let SyncResponse::Records { records, missing } = &resp else { unreachable!() };
             // The real node decodes and verifies each record to learn its id.
             let received: Vec<RecordId> = records.iter().map(|r| troc_protocol::decode(r).unwrap().id()).collect();
             got += received.len();
-            next.extend(not_sent(ids, &received, missing));
+            assert!(missing.is_empty());
+            next.extend(not_sent(prefixes, &received, missing));
         }
         queue = next;
     }
@@ -224,7 +231,14 @@ fn report(name: &str, a: &Side, b: &Side, f: &Figures, millis: f64) {
     println!("\n== {name}: initiator {} records, responder {} records", a.items.len(), b.items.len());
     println!("  have (pushed) / need (fetched)       {} / {}", f.have, f.need);
     println!("  reconciliation rounds (requests)     {}", f.rounds);
-    println!("  reconciliation, negentropy payload   {} ({} B)", kib(f.neg_bytes as usize), f.neg_bytes);
+    let neg = f.neg_sent + f.neg_received;
+    println!(
+        "  reconciliation, compact messages     {} ({} B: {} B sent by the initiator, {} B by the responder)",
+        kib(neg as usize),
+        neg,
+        f.neg_sent,
+        f.neg_received
+    );
     println!("  reconciliation, on the wire (CBOR)   {} ({} B)", kib(f.reconcile_wire), f.reconcile_wire);
     println!("  fetch on the wire ({} requests)       {} ({} B)", f.fetch_requests, kib(f.fetch_wire), f.fetch_wire);
     println!("  push on the wire                     {} ({} B)", kib(f.push_wire), f.push_wire);
@@ -262,7 +276,7 @@ fn main() {
 
     // A node that was away misses what was written meanwhile: differences are the newest records
     // ("recent"). Lost gossip leaves holes anywhere in time ("scattered", the worst case for the
-    // fingerprint tree: every differing leaf range is sent as a list of full ids).
+    // fingerprint tree: every differing leaf range is sent as a list of id prefixes).
     let half = diff / 2;
     let scenarios: Vec<(String, Side, Side)> = vec![
         (

@@ -308,21 +308,19 @@ async fn one_session(ctx: &Ctx, peer: PeerId, scope: &str) -> Result<(usize, usi
         }
     };
 
-    // Fetch what we lack, skipping ids we know to be dead (superseded, withdrawn, revoked).
-    let mut wanted = Vec::with_capacity(need.len());
-    for id in need {
-        if !ctx.store.is_refused(&id).unwrap_or(false) {
-            wanted.push(id);
-        }
-    }
+    // Fetch what we lack, by id prefix (reconciliation learns only prefixes of what we lack). A
+    // prefix cannot be checked against the ids we refuse (superseded, withdrawn, revoked), so such
+    // a record is fetched and refused by the ingest path; we then push what made it dead (the
+    // newer revision, the withdrawal), after which the peer drops it too.
     let (mut fetched, mut stored) = (0, 0);
-    let mut queue: std::collections::VecDeque<RecordId> = wanted.into();
+    let mut queue: std::collections::VecDeque<sync::IdPrefix> = need.into();
     let mut rounds = 0;
     while !queue.is_empty() && rounds < 10_000 {
         rounds += 1;
         let n = queue.len().min(sync::MAX_FETCH_IDS);
-        let ids: Vec<RecordId> = queue.drain(..n).collect();
-        match request(ctx, peer, SyncRequest::Fetch { ids: ids.clone() }).await? {
+        let prefixes: Vec<sync::IdPrefix> = queue.drain(..n).collect();
+        let fetch = SyncRequest::Fetch { scope: scope.to_owned(), prefixes: prefixes.clone() };
+        match request(ctx, peer, fetch).await? {
             SyncResponse::Records { records, missing } => {
                 // Ids the peer no longer has (`missing`) are dropped; ids it did not send for lack of
                 // room are asked again. A peer that sends nothing at all is not asked again.
@@ -330,7 +328,7 @@ async fn one_session(ctx: &Ctx, peer: PeerId, scope: &str) -> Result<(usize, usi
                     break;
                 }
                 let received: Vec<RecordId> = records.iter().filter_map(|r| troc_protocol::id_of_bytes(r)).collect();
-                queue.extend(sync::not_sent(&ids, &received, &missing));
+                queue.extend(sync::not_sent(&prefixes, &received, &missing));
                 fetched += records.len();
                 stored += ingest(ctx, peer, records).await?;
             }
@@ -403,12 +401,8 @@ async fn serve(ctx: &Ctx, peer: PeerId, request: SyncRequest) -> SyncResponse {
     }
     match request {
         SyncRequest::Reconcile { scope, msg, .. } => {
-            let follows = ctx.scopes.read().map(|s| s.contains(&scope)).unwrap_or(false);
-            if !follows {
-                return SyncResponse::Refused {
-                    code: "unknown_scope".into(),
-                    message: format!("this node does not follow {scope}"),
-                };
+            if !follows(ctx, &scope) {
+                return unknown_scope(&scope);
             }
             let responder = match responder(ctx, &scope).await {
                 Ok(r) => r,
@@ -422,21 +416,18 @@ async fn serve(ctx: &Ctx, peer: PeerId, request: SyncRequest) -> SyncResponse {
                 }
             }
         }
-        SyncRequest::Fetch { ids } => {
+        SyncRequest::Fetch { scope, prefixes } => {
+            if !follows(ctx, &scope) {
+                return unknown_scope(&scope);
+            }
+            // Prefixes are resolved among the scope's live items, as reconciled.
+            let responder = match responder(ctx, &scope).await {
+                Ok(r) => r,
+                Err(e) => return SyncResponse::Refused { code: "internal".into(), message: e },
+            };
             let result = blocking(ctx, move |store| {
-                let mut records = Vec::new();
-                let mut missing = Vec::new();
-                let mut size = 0;
-                for id in ids {
-                    match store.get_bytes(&id) {
-                        Ok(Some(bytes)) if size + bytes.len() <= sync::MAX_RESPONSE_BYTES => {
-                            size += bytes.len();
-                            records.push(bytes);
-                        }
-                        _ => missing.push(id),
-                    }
-                }
-                SyncResponse::Records { records, missing }
+                sync::answer_fetch(&responder, &prefixes, |id| store.get_bytes(id))
+                    .unwrap_or_else(|e| SyncResponse::Refused { code: "internal".into(), message: e.to_string() })
             })
             .await;
             result.unwrap_or_else(|e| SyncResponse::Refused { code: "internal".into(), message: e })
@@ -446,6 +437,14 @@ async fn serve(ctx: &Ctx, peer: PeerId, request: SyncRequest) -> SyncResponse {
             Err(e) => SyncResponse::Refused { code: "internal".into(), message: e },
         },
     }
+}
+
+fn follows(ctx: &Ctx, scope: &str) -> bool {
+    ctx.scopes.read().map(|s| s.iter().any(|f| f == scope)).unwrap_or(false)
+}
+
+fn unknown_scope(scope: &str) -> SyncResponse {
+    SyncResponse::Refused { code: "unknown_scope".into(), message: format!("this node does not follow {scope}") }
 }
 
 /// The responder for a scope, from the cache when the store has not changed since it was built.

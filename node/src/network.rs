@@ -31,7 +31,7 @@ pub const PROTOCOL_VERSION: &str = "/troc/1.0.0";
 /// Kademlia under our own name, so troc nodes never join the IPFS DHT.
 pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/troc/kad/1.0.0");
 /// Catch-up.
-pub const SYNC_PROTOCOL: StreamProtocol = StreamProtocol::new("/troc/sync/1");
+pub const SYNC_PROTOCOL: StreamProtocol = StreamProtocol::new(crate::sync::PROTOCOL);
 /// Largest catch-up request and response.
 pub const MAX_SYNC_REQUEST: u64 = 1024 * 1024;
 pub const MAX_SYNC_RESPONSE: u64 = 2 * 1024 * 1024;

@@ -12,43 +12,81 @@
 //!    negentropy storage of R's items, cached per scope): [`SyncResponse::Reconcile`]. I feeds the
 //!    answer to [`Reconciler::on_response`], which yields the next request ([`Step::Continue`]) or
 //!    the result ([`Step::Done`]). A request carries at most [`FRAME_SIZE_LIMIT`] bytes of
-//!    negentropy payload, a response at most [`RESPONSE_FRAME_SIZE_LIMIT`]; a difference too large
+//!    compact message, a response at most [`RESPONSE_FRAME_SIZE_LIMIT`]; a difference too large
 //!    for one frame simply takes more rounds, at most [`MAX_ROUNDS`] per session (a session cut
 //!    short still yields correct, partial have/need: `complete: false`, and the next session
 //!    carries on from there).
-//! 3. **have/need**: `need` = ids R has and I lacks, `have` = ids I has and R lacks. Only I learns
-//!    them; R learns nothing, which is why I pushes.
-//! 4. **Fetch/Push**: I asks for `need` by id in [`SyncRequest::Fetch`] batches of at most
-//!    [`MAX_FETCH_IDS`] ([`fetch_requests`]); R answers with [`SyncResponse::Records`] built by
-//!    [`answer_fetch`] (bounded by [`MAX_RESPONSE_BYTES`]; I re-asks for what was not sent, see
-//!    [`not_sent`]). I sends the `have` records as exact signed bytes in [`SyncRequest::Push`]
-//!    batches ([`push_requests`]); R ingests them like gossip and answers [`SyncResponse::Pushed`].
+//! 3. **have/need**: `have` = ids I has and R lacks, `need` = [`IdPrefix`]es of the ids R has and
+//!    I lacks. Only I learns them; R learns nothing, which is why I pushes.
+//! 4. **Fetch/Push**: I asks for `need` by prefix in [`SyncRequest::Fetch`] batches of at most
+//!    [`MAX_FETCH_IDS`] ([`fetch_requests`]); R resolves the prefixes among the scope's items and
+//!    answers with [`SyncResponse::Records`] built by [`answer_fetch`] (bounded by
+//!    [`MAX_RESPONSE_BYTES`]; I re-asks for what was not sent, see [`not_sent`]). I sends the
+//!    `have` records as exact signed bytes in [`SyncRequest::Push`] batches ([`push_requests`]); R
+//!    ingests them like gossip and answers [`SyncResponse::Pushed`].
 //!
 //! Bytes exchanged during the rounds grow with the size of the difference (and logarithmically with
 //! the store), not with the store: equal ranges are compared by a 16-byte fingerprint. Measured
-//! (`benches/catchup.rs`, 100,000 records): about 35 bytes per difference when the differences are
-//! the newest records (a node back from offline), about 800 bytes per difference when they are
-//! scattered through time (each differing leaf range, up to 31 items, is listed as full ids).
+//! (`benches/catchup.rs`, 100,000 records): about 10 bytes per difference when the differences are
+//! the newest records (a node back from offline), about 340 bytes per difference when they are
+//! scattered through time (each differing leaf range, up to 31 items, is listed as prefixes).
+//!
+//! ## Compact messages
+//!
+//! `Reconcile` messages are negentropy protocol-version-1 messages (first byte 0x61) with one
+//! change: in an id list (mode 2) each id is its first [`PREFIX_LEN`] bytes, not all 32. Bounds,
+//! modes, fingerprints and counts are byte for byte negentropy's. Why: negentropy lists any
+//! differing range of fewer than 32 items in full, and at 100,000 items those leaves hold about
+//! 24 items, so with scattered differences the id lists were 95 % of the bytes (800 bytes a
+//! difference, more than the 600-byte record); the crate's leaf threshold and id size are private
+//! constants. The receiver of a compact message expands it back (`expand`) before handing it to
+//! negentropy: each prefix becomes the full id of its own item with that prefix in the same range
+//! (ranges computed as negentropy computes them), or a placeholder (the prefix and 24 zero bytes)
+//! if it has none; its own message is compacted (`compact`) after negentropy wrote it. The
+//! initiator's negentropy puts the placeholders in `need`, so `need` is known by prefix only, and
+//! `Fetch` asks by prefix. The responder never uses the ids of a list it receives (it answers any
+//! id list with its own), so placeholders there change nothing.
+//!
+//! A prefix stands for the id only inside one range of about 24 items (for the list) or one
+//! scope (for `Fetch`); two ids sharing 8 bytes by accident are very unlikely (see
+//! [`PREFIX_LEN`]). Someone grinding about 2^32 hashes can make two records of their own share
+//! a prefix; then a node holding one may miss the other from a peer in that range (the
+//! fingerprints still differ, so every session retries; the record still arrives by gossip or
+//! from another peer), and `Fetch` returns both. Making a record collide with someone else's
+//! takes about 2^64 hashes.
 //!
 //! Everything that arrives from a peer is bounded before use: [`validate_request`] on the
 //! responder, [`validate_response`] and the checks in [`Reconciler::on_response`] on the initiator.
-//! A malformed negentropy message is a [`SyncError`], never a panic.
+//! A compact message is parsed strictly by `expand` (every number at most 64 bits, every count
+//! and length checked against what is left) before negentropy parses it again; a malformed message
+//! is a [`SyncError`] ([`codes::BAD_MESSAGE`]), never a panic. Expanding multiplies the size of id
+//! lists by 4, so at most 4 × [`FRAME_SIZE_LIMIT`] bytes reach negentropy.
 //!
 //! Negentropy facts this module relies on (checked in the source of `negentropy` 0.5.3):
-//! - The responder side is stateless across rounds: `Negentropy` holds only the storage, the frame
+//! - Both sides are stateless across rounds: `Negentropy` holds only the storage, the frame
 //!   limit, the initiator flag and two timestamp-delta decoders that `reconcile` resets at the
 //!   start of every message; the storage is only read (`&self`). So [`respond`] builds a fresh
-//!   `Negentropy` over the borrowed, sealed storage for every message, and a [`Responder`] can be
-//!   shared by any number of concurrent sessions.
+//!   `Negentropy` over the borrowed, sealed storage for every message (a [`Responder`] can be
+//!   shared by any number of concurrent sessions), and the [`Reconciler`] does the same each
+//!   round with the initiator flag set (`set_initiator`).
+//! - The message format (`transcode` parses it): after the version byte, ranges of
+//!   `bound mode body`; a bound is a varint timestamp (0 = infinity, else 1 + the delta from the
+//!   previous bound of the message), a varint length (≤ 32) and that many id bytes; mode 0 (skip)
+//!   has no body, mode 1 a 16-byte fingerprint, mode 2 a varint count and the ids. Varints are
+//!   big-endian base 128 with the high bit set on all but the last byte.
+//! - A range starts where the previous one ended: its items are `[lower_bound(previous end,
+//!   bound))` of the receiver's sorted items (`find_lower_bound` from the previous index).
 //! - Parsing returns `Err` on malformed input (truncation, unknown mode, oversized bound, id count
 //!   larger than the message, bad version byte); no reachable index or arithmetic panic was found,
 //!   and the tests throw random and mutated messages at both sides.
 //! - Work per message is linear in the storage size plus the message size (ranges are consecutive).
 //! - The frame limit applies to every message produced by `reconcile`, on each side its own limit:
-//!   output stops at about `limit - 200` bytes and the rest of the range is deferred to later
-//!   rounds. The initiator's first message is not limited but is at most 16 fingerprints or 31 ids
-//!   (< 1.1 kB). Cutting a frame costs a little (the deferred rest is re-split from the top), so
-//!   the responder, whose answers carry the id lists, gets the larger limit.
+//!   output stops at about `limit - 200` bytes (in negentropy's encoding, before compacting) and
+//!   the rest of the range is deferred to later rounds. The initiator's first message is not
+//!   limited but is at most 16 fingerprints or 31 ids (< 1.1 kB). Cutting a frame costs a little
+//!   (the deferred rest is re-split from the top), so the responder, whose answers carry the id
+//!   lists, gets the larger limit, and lets negentropy write up to 4 frames before compacting
+//!   ([`Responder::respond`]).
 //! - Items whose timestamp is `u64::MAX` would fall outside the protocol's top bound (`u64::MAX`
 //!   is "infinity"), so both sides clamp `created_at` to `u64::MAX - 1`, deterministically.
 
@@ -57,30 +95,51 @@ use std::fmt;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use negentropy::{Id, Negentropy, NegentropyStorageVector, PROTOCOL_VERSION};
+use negentropy::{Bound, ID_SIZE, Id, Negentropy, NegentropyStorageBase, NegentropyStorageVector, PROTOCOL_VERSION};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use troc_protocol::RecordId;
 use troc_protocol::limits::MAX_RECORD_BYTES;
 
 /// The libp2p request-response protocol name.
-pub const PROTOCOL: &str = "/troc/sync/1";
+pub const PROTOCOL: &str = "/troc/sync/2";
+
+/// Bytes of a record id that stand for it in id lists and `Fetch` requests: the first 8 bytes
+/// ([`IdPrefix`]). Ids are SHA-256 outputs, so two ids of one store share a prefix by accident
+/// with odds of about n² / 2^65 (3 × 10^-10 for 100,000 records), and making a record whose id
+/// starts like someone else's takes about 2^64 hashes.
+pub const PREFIX_LEN: usize = 8;
+
+/// The first [`PREFIX_LEN`] bytes of a record id.
+pub type IdPrefix = [u8; PREFIX_LEN];
+
+/// The prefix of `id`.
+pub fn prefix_of(id: &RecordId) -> IdPrefix {
+    let mut p = [0u8; PREFIX_LEN];
+    p.copy_from_slice(&id.0[..PREFIX_LEN]);
+    p
+}
 
 /// Negentropy frame size limit of the initiator, in bytes of negentropy payload: the `msg` of a
 /// `Reconcile` request never exceeds it, so the request, with its 50 bytes of CBOR framing and
 /// its scope, fits in 64 KiB. The responder refuses larger ones.
 pub const FRAME_SIZE_LIMIT: usize = 60_000;
 
-/// Negentropy frame size limit of the responder: the `msg` of a `Reconcile` response never
-/// exceeds it (the `cbor` codec accepts responses up to 10 MiB). The initiator refuses larger
-/// ones. Responses carry the id lists of differing ranges, so a larger frame means fewer rounds:
-/// an empty node learns 100,000 ids in 13 rounds instead of 54 with 60 kB frames, and 1,000
-/// scattered differences in 100,000 take 7 rounds and 813 kB instead of 19 rounds and 1,065 kB.
+/// Frame size limit of the responder: the (compact) `msg` of a `Reconcile` response never
+/// exceeds it (the node accepts responses up to 2 MiB). The initiator refuses larger ones.
+/// Responses carry the id lists of differing ranges, so a larger frame means fewer rounds: about
+/// 28,000 prefixes fit, so an empty node learns 100,000 ids in 4 rounds (13 with full ids, 54
+/// with full ids in 60 kB frames).
 pub const RESPONSE_FRAME_SIZE_LIMIT: usize = 250_000;
 
-/// Most `Reconcile` requests in one session (rounds 0 to `MAX_ROUNDS - 1`). About 7,800 ids fit
-/// in a response frame, so one session of an empty node against a full peer learns about 390,000
-/// ids; a session cut short yields what it learned and the next one continues from there.
+/// The responder lets negentropy write up to this many frames' worth of its own encoding before
+/// compacting (see [`Responder::respond`]): a compacted id list is 4 times smaller.
+const RESPONDER_FRAME_STRETCH: usize = 4;
+
+/// Most `Reconcile` requests in one session (rounds 0 to `MAX_ROUNDS - 1`). About 28,000 id
+/// prefixes fit in a response frame, so one session of an empty node against a full peer learns
+/// about 1,400,000 ids; a session cut short yields what it learned and the next one continues
+/// from there.
 pub const MAX_ROUNDS: u16 = 50;
 
 /// Most ids in one `Fetch` request, and so most records and `missing` ids in its answer.
@@ -125,8 +184,8 @@ pub mod codes {
 
 /// A request of the sync protocol.
 ///
-/// Byte fields (`msg`, records, ids) are encoded as CBOR byte strings (not arrays of integers):
-/// a 32-byte id costs 34 bytes on the wire, a record its length plus 3.
+/// Byte fields (`msg`, records, id prefixes) are encoded as CBOR byte strings (not arrays of
+/// integers): an 8-byte id prefix costs 9 bytes on the wire, a record its length plus 3.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SyncRequest {
     /// One negentropy message for one scope.
@@ -139,15 +198,19 @@ pub enum SyncRequest {
         session: u64,
         /// 0 for the first message of a session, then 1, 2 ...; below [`MAX_ROUNDS`].
         round: u16,
-        /// The negentropy message (the first one starts with the version byte 0x61), at most
+        /// The reconciliation message in the compact encoding (see "Compact messages" in the
+        /// module documentation; the first one starts with the version byte 0x61), at most
         /// [`FRAME_SIZE_LIMIT`] bytes.
         #[serde(with = "wire::bytes")]
         msg: Vec<u8>,
     },
-    /// Ask for records by id: at most [`MAX_FETCH_IDS`] ids.
+    /// Ask for the records of `scope` whose ids start with these prefixes (the `need` of a
+    /// reconciliation): at most [`MAX_FETCH_IDS`] prefixes.
     Fetch {
-        #[serde(with = "wire::ids")]
-        ids: Vec<RecordId>,
+        /// As in `Reconcile`: the responder resolves prefixes among this scope's live records.
+        scope: String,
+        #[serde(with = "wire::prefixes")]
+        prefixes: Vec<IdPrefix>,
     },
     /// Records the responder lacks (the initiator's `have`), each as its exact signed bytes: at
     /// most [`MAX_PUSH_RECORDS`] records, each at most `MAX_RECORD_BYTES`, [`MAX_PUSH_BYTES`] in all.
@@ -170,16 +233,19 @@ pub enum SyncResponse {
     },
     /// Answer to `Fetch`, records in the order they were asked for.
     ///
-    /// - `records`: exact signed bytes of records asked for, at most [`MAX_RESPONSE_BYTES`] in all.
-    /// - `missing`: ids asked for that the responder does not hold (or will not serve, e.g. expired).
-    ///   Do not ask this peer for them again in this session.
-    /// - Ids neither returned nor in `missing` did not fit in the response: ask again (see
-    ///   [`not_sent`]). [`answer_fetch`] always sends at least the first record found.
+    /// - `records`: exact signed bytes of the scope's live records whose ids start with a prefix
+    ///   asked for (every such record: normally one a prefix), at most [`MAX_FETCH_IDS`] records
+    ///   and [`MAX_RESPONSE_BYTES`] in all.
+    /// - `missing`: prefixes asked for that match no record the responder holds (or will serve,
+    ///   e.g. expired). Do not ask this peer for them again in this session.
+    /// - Prefixes neither matched by a returned record nor in `missing` did not fit in the
+    ///   response: ask again (see [`not_sent`]). [`answer_fetch`] always sends at least the first
+    ///   record found.
     Records {
         #[serde(with = "wire::bytes_list")]
         records: Vec<Vec<u8>>,
-        #[serde(with = "wire::ids")]
-        missing: Vec<RecordId>,
+        #[serde(with = "wire::prefixes")]
+        missing: Vec<IdPrefix>,
     },
     /// Answer to `Push`: how many of the records were new and valid (stored).
     Pushed { accepted: u32 },
@@ -218,6 +284,9 @@ pub enum SyncError {
     UnsupportedVersion { got: Option<u8> },
     #[error("malformed reconciliation message: {0}")]
     Negentropy(negentropy::Error),
+    /// The compact encoding of a reconciliation message does not parse.
+    #[error("malformed reconciliation message: {0}")]
+    BadMessage(&'static str),
     #[error("reconciliation protocol misuse: {0}")]
     Protocol(&'static str),
 }
@@ -234,7 +303,7 @@ impl SyncError {
             SyncError::MessageTooLarge { .. } => codes::MESSAGE_TOO_LARGE,
             SyncError::TooManyRounds { .. } => codes::TOO_MANY_ROUNDS,
             SyncError::UnsupportedVersion { .. } => codes::UNSUPPORTED_VERSION,
-            SyncError::Negentropy(_) => codes::BAD_MESSAGE,
+            SyncError::Negentropy(_) | SyncError::BadMessage(_) => codes::BAD_MESSAGE,
             SyncError::Protocol(_) => codes::PROTOCOL_ERROR,
         }
     }
@@ -292,9 +361,9 @@ fn validate_records(records: &[Vec<u8>], max_count: usize, max_bytes: usize) -> 
     Ok(())
 }
 
-fn validate_ids(ids: &[RecordId]) -> Result<(), SyncError> {
-    if ids.len() > MAX_FETCH_IDS {
-        return Err(SyncError::TooManyIds { count: ids.len(), max: MAX_FETCH_IDS });
+fn validate_ids(prefixes: &[IdPrefix]) -> Result<(), SyncError> {
+    if prefixes.len() > MAX_FETCH_IDS {
+        return Err(SyncError::TooManyIds { count: prefixes.len(), max: MAX_FETCH_IDS });
     }
     Ok(())
 }
@@ -311,7 +380,10 @@ pub fn validate_request(req: &SyncRequest) -> Result<(), SyncError> {
             }
             validate_msg(msg, FRAME_SIZE_LIMIT)
         }
-        SyncRequest::Fetch { ids } => validate_ids(ids),
+        SyncRequest::Fetch { scope, prefixes } => {
+            validate_scope(scope)?;
+            validate_ids(prefixes)
+        }
         SyncRequest::Push { records } => validate_records(records, MAX_PUSH_RECORDS, MAX_PUSH_BYTES),
     }
 }
@@ -368,14 +440,181 @@ fn check_version(msg: &[u8]) -> Result<(), SyncError> {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Compact messages
+
+/// Largest varint this module reads (10 bytes hold 64 bits).
+const MAX_VARINT_LEN: usize = 10;
+
+fn read_varint(buf: &mut &[u8]) -> Result<u64, SyncError> {
+    let mut v: u64 = 0;
+    for _ in 0..MAX_VARINT_LEN {
+        let Some((&b, rest)) = buf.split_first() else {
+            return Err(SyncError::BadMessage("truncated number"));
+        };
+        *buf = rest;
+        if v >> 57 != 0 {
+            return Err(SyncError::BadMessage("number over 64 bits"));
+        }
+        v = (v << 7) | u64::from(b & 0x7f);
+        if b & 0x80 == 0 {
+            return Ok(v);
+        }
+    }
+    Err(SyncError::BadMessage("number longer than 10 bytes"))
+}
+
+fn write_varint(out: &mut Vec<u8>, mut n: u64) {
+    let mut tmp = [0u8; MAX_VARINT_LEN];
+    let mut i = MAX_VARINT_LEN;
+    loop {
+        i -= 1;
+        tmp[i] = (n & 0x7f) as u8 | if i == MAX_VARINT_LEN - 1 { 0 } else { 0x80 };
+        n >>= 7;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&tmp[i..]);
+}
+
+fn take<'a>(buf: &mut &'a [u8], n: usize) -> Result<&'a [u8], SyncError> {
+    if buf.len() < n {
+        return Err(SyncError::BadMessage("truncated"));
+    }
+    let (head, rest) = buf.split_at(n);
+    *buf = rest;
+    Ok(head)
+}
+
+/// Negentropy's range modes (`negentropy::types::Mode`, not exported).
+const MODE_SKIP: u64 = 0;
+const MODE_FINGERPRINT: u64 = 1;
+const MODE_ID_LIST: u64 = 2;
+const FINGERPRINT_LEN: usize = negentropy::FINGERPRINT_SIZE;
+
+/// Rewrites a reconciliation message range by range: checks the version byte, copies every
+/// bound, mode and fingerprint byte for byte, and lets `on_range` write the body of each id
+/// list (its count and ids, each `width_in` bytes in `msg`). `on_range` sees every range's upper
+/// bound in order (ranges are consecutive), with `Some((count, ids))` for id lists.
+///
+/// The parse mirrors negentropy 0.5.3's, but strictly: a number over 64 bits or cut short, an
+/// unknown mode, a bound longer than 32 bytes, or an id count larger than the rest of the
+/// message is an error, not a guess. So what the crate later parses is what was checked here.
+fn transcode(
+    msg: &[u8],
+    width_in: usize,
+    mut on_range: impl FnMut(&Bound, Option<(usize, &[u8])>, &mut Vec<u8>) -> Result<(), SyncError>,
+) -> Result<Vec<u8>, SyncError> {
+    check_version(msg)?;
+    let mut out = Vec::with_capacity(msg.len() * if width_in < ID_SIZE { ID_SIZE / width_in } else { 1 });
+    out.push(msg[0]);
+    let mut rest = &msg[1..];
+    let mut last_timestamp = 0u64;
+    while !rest.is_empty() {
+        let start = rest;
+        // Bound: timestamp (0 = infinity, else delta + 1 from the previous bound), id prefix.
+        let t = read_varint(&mut rest)?;
+        let t = if t == 0 { u64::MAX } else { t - 1 };
+        let timestamp = t.saturating_add(last_timestamp);
+        last_timestamp = timestamp;
+        let len = read_varint(&mut rest)?;
+        if len > ID_SIZE as u64 {
+            return Err(SyncError::BadMessage("bound longer than an id"));
+        }
+        let id = take(&mut rest, len as usize)?;
+        let bound = Bound::with_timestamp_and_id(timestamp, id)?;
+        let mode = read_varint(&mut rest)?;
+        match mode {
+            MODE_SKIP => {
+                out.extend_from_slice(&start[..start.len() - rest.len()]);
+                on_range(&bound, None, &mut out)?;
+            }
+            MODE_FINGERPRINT => {
+                take(&mut rest, FINGERPRINT_LEN)?;
+                out.extend_from_slice(&start[..start.len() - rest.len()]);
+                on_range(&bound, None, &mut out)?;
+            }
+            MODE_ID_LIST => {
+                out.extend_from_slice(&start[..start.len() - rest.len()]);
+                let count = read_varint(&mut rest)?;
+                if count > (rest.len() / width_in) as u64 {
+                    return Err(SyncError::BadMessage("id count larger than the message"));
+                }
+                let ids = take(&mut rest, count as usize * width_in)?;
+                on_range(&bound, Some((count as usize, ids)), &mut out)?;
+            }
+            _ => return Err(SyncError::BadMessage("unknown range mode")),
+        }
+    }
+    Ok(out)
+}
+
+/// Negentropy message (32-byte ids in id lists) → compact message ([`PREFIX_LEN`]-byte prefixes).
+fn compact(msg: &[u8]) -> Result<Vec<u8>, SyncError> {
+    transcode(msg, ID_SIZE, |_, list, out| {
+        if let Some((count, ids)) = list {
+            write_varint(out, count as u64);
+            for id in ids.chunks_exact(ID_SIZE) {
+                out.extend_from_slice(&id[..PREFIX_LEN]);
+            }
+        }
+        Ok(())
+    })
+}
+
+/// The full id that stands for a prefix matching none of our items: the prefix followed by
+/// zeros. No item of ours in the range has that prefix, so it cannot be mistaken for one; the
+/// initiator's negentropy puts it in `need`, where only its prefix is used.
+fn placeholder(prefix: &[u8]) -> [u8; ID_SIZE] {
+    let mut id = [0u8; ID_SIZE];
+    id[..PREFIX_LEN].copy_from_slice(&prefix[..PREFIX_LEN]);
+    id
+}
+
+/// Compact message → negentropy message, for the side that holds `storage`: each prefix of an
+/// id list becomes the full id of our item in that range with that prefix, or a
+/// [`placeholder`] when we have none. The ranges are computed exactly as negentropy's
+/// `reconcile` computes them (consecutive lower bounds from the previous range's end), so an
+/// item is matched only inside the range the peer listed.
+fn expand(msg: &[u8], storage: &NegentropyStorageVector) -> Result<Vec<u8>, SyncError> {
+    let size = storage.size()?;
+    let mut prev = 0usize;
+    let mut ours: std::collections::HashMap<IdPrefix, Id> = std::collections::HashMap::new();
+    transcode(msg, PREFIX_LEN, |bound, list, out| {
+        let upper = storage.find_lower_bound(prev, size, bound);
+        if let Some((count, prefixes)) = list {
+            ours.clear();
+            storage.iterate(prev, upper, &mut |item, _| {
+                let mut p = [0u8; PREFIX_LEN];
+                p.copy_from_slice(&item.id.as_bytes()[..PREFIX_LEN]);
+                ours.entry(p).or_insert(item.id);
+                Ok(true)
+            })?;
+            write_varint(out, count as u64);
+            for p in prefixes.chunks_exact(PREFIX_LEN) {
+                match p.try_into().ok().and_then(|p: IdPrefix| ours.get(&p)) {
+                    Some(id) => out.extend_from_slice(id.as_bytes()),
+                    None => out.extend_from_slice(&placeholder(p)),
+                }
+            }
+        }
+        prev = upper;
+        Ok(())
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
 // Responder
 
-/// The responder's side for one scope: a sealed negentropy storage of the scope's live items.
+/// The responder's side for one scope: a sealed negentropy storage of the scope's live items,
+/// and their ids sorted by prefix (to answer `Fetch`).
 ///
 /// Build it once per scope and reuse it for every message of every session (it is immutable, so
 /// share it behind an `Arc`); rebuild it when the scope's set of live records changes.
 pub struct Responder {
     storage: NegentropyStorageVector,
+    /// (prefix, index in `storage`), sorted: 16 bytes an item.
+    by_prefix: Vec<(IdPrefix, u32)>,
     len: usize,
     frame_limit: usize,
 }
@@ -388,8 +627,28 @@ impl Responder {
 
     fn with_frame_limit(items: Vec<(u64, RecordId)>, frame_limit: usize) -> Result<Self, SyncError> {
         let storage = build_storage(items)?;
-        let len = negentropy::NegentropyStorageBase::size(&storage)?;
-        Ok(Responder { storage, len, frame_limit })
+        let len = storage.size()?;
+        let mut by_prefix = Vec::with_capacity(len);
+        storage.iterate(0, len, &mut |item, i| {
+            let mut p = [0u8; PREFIX_LEN];
+            p.copy_from_slice(&item.id.as_bytes()[..PREFIX_LEN]);
+            // Stores are far below 2^32 records (the node caps them at 1,000,000).
+            by_prefix.push((p, u32::try_from(i).map_err(|_| negentropy::Error::BadRange)?));
+            Ok(true)
+        })?;
+        by_prefix.sort_unstable();
+        Ok(Responder { storage, by_prefix, len, frame_limit })
+    }
+
+    /// The ids of our items that start with `prefix` (normally none or one), in id order.
+    pub fn resolve(&self, prefix: &IdPrefix) -> impl Iterator<Item = RecordId> + '_ {
+        let prefix = *prefix;
+        let start = self.by_prefix.partition_point(|(p, _)| *p < prefix);
+        self.by_prefix[start..]
+            .iter()
+            .take_while(move |(p, _)| *p == prefix)
+            .filter_map(|(_, i)| self.storage.get_item(*i as usize).ok().flatten())
+            .map(|item| record_id(item.id))
     }
 
     /// How many distinct items it holds.
@@ -401,14 +660,32 @@ impl Responder {
         self.len == 0
     }
 
-    /// Answers one negentropy message; see [`respond`].
+    /// Answers one compact reconciliation message; see [`respond`].
+    ///
+    /// Negentropy cuts its output at a frame limit counted in its own encoding, where an id costs
+    /// 32 bytes; compacted, an id list shrinks by 4. So the first attempt lets negentropy write up
+    /// to `RESPONDER_FRAME_STRETCH` (4) times the frame; if the compacted answer is still over the
+    /// frame, a second attempt scales the limit down by the ratio seen, and a third uses the frame
+    /// itself, which always fits (compacting never grows a message). Each attempt is a pass over
+    /// the storage; in the common cases (fingerprints only, or a few id lists) the first fits.
     pub fn respond(&self, msg: &[u8]) -> Result<Option<Vec<u8>>, SyncError> {
         validate_msg(msg, FRAME_SIZE_LIMIT)?;
-        check_version(msg)?;
-        let mut neg = Negentropy::borrowed(&self.storage, self.frame_limit as u64)?;
-        let out = neg.reconcile(msg)?;
-        // Only the version byte: every range matched, nothing more to say.
-        Ok(if out.len() <= 1 { None } else { Some(out) })
+        let query = expand(msg, &self.storage)?;
+        let frame = self.frame_limit;
+        let mut limit = frame.saturating_mul(RESPONDER_FRAME_STRETCH);
+        for attempt in 0..3 {
+            let mut neg = Negentropy::borrowed(&self.storage, limit as u64)?;
+            let out = compact(&neg.reconcile(&query)?)?;
+            if out.len() <= frame {
+                // Only the version byte: every range matched, nothing more to say.
+                return Ok(if out.len() <= 1 { None } else { Some(out) });
+            }
+            // Aim a little under the frame: the cut point moves with the limit.
+            let scaled = (limit as u128 * frame as u128 * 9 / 10 / out.len() as u128) as usize;
+            limit = if attempt == 0 && scaled > frame && scaled < limit { scaled } else { frame };
+        }
+        // Unreachable: the last attempt's limit is the frame, and compacting never grows a message.
+        Err(SyncError::Protocol("compacted answer over the frame limit"))
     }
 }
 
@@ -433,22 +710,23 @@ pub fn respond(items: &Responder, msg: &[u8]) -> Result<Option<Vec<u8>>, SyncErr
 pub enum Step {
     /// Send this request (the next round) and feed its response to [`Reconciler::on_response`].
     Continue(SyncRequest),
-    /// Reconciliation is over. `have`: ids we hold that the peer lacks (push them). `need`: ids the
-    /// peer holds that we lack (fetch them). Both sorted, without duplicates. `complete` is false
-    /// when the session stopped at [`MAX_ROUNDS`]: the lists are correct but partial; start a new
-    /// session (after fetching) to learn the rest.
-    Done { have: Vec<RecordId>, need: Vec<RecordId>, complete: bool },
+    /// Reconciliation is over. `have`: ids we hold that the peer lacks (push them). `need`:
+    /// prefixes of the ids the peer holds that we lack (fetch them by prefix: id lists carry only
+    /// prefixes, see the module documentation). Both sorted, without duplicates. `complete` is
+    /// false when the session stopped at [`MAX_ROUNDS`]: the lists are correct but partial; start
+    /// a new session (after fetching) to learn the rest.
+    Done { have: Vec<RecordId>, need: Vec<IdPrefix>, complete: bool },
 }
 
-/// Byte and round counts of one session (negentropy payload only; on the wire, CBOR framing adds
+/// Byte and round counts of one session (compact messages only; on the wire, CBOR framing adds
 /// at most 50 bytes plus the scope to each request and 21 bytes to each response).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SyncStats {
     /// `Reconcile` requests produced (rounds).
     pub rounds: u16,
-    /// Bytes of negentropy messages we produced.
+    /// Bytes of (compact) reconciliation messages we produced.
     pub bytes_sent: u64,
-    /// Bytes of negentropy messages we received.
+    /// Bytes of (compact) reconciliation messages we received.
     pub bytes_received: u64,
 }
 
@@ -458,7 +736,10 @@ pub struct Reconciler {
     session: u64,
     /// Round of the last request produced.
     round: u16,
-    neg: Negentropy<'static, NegentropyStorageVector>,
+    /// Our items. Negentropy keeps no state between messages but its initiator flag, so every
+    /// round borrows the storage in a fresh `Negentropy` (and prefixes are expanded against it).
+    storage: NegentropyStorageVector,
+    frame_limit: usize,
     have: Vec<Id>,
     need: Vec<Id>,
     stats: SyncStats,
@@ -505,13 +786,13 @@ impl Reconciler {
     ) -> Result<(Reconciler, SyncRequest), SyncError> {
         validate_scope(&scope)?;
         let storage = build_storage(items)?;
-        let mut neg = Negentropy::owned(storage, frame_limit as u64)?;
-        let msg = neg.initiate()?;
+        let msg = compact(&Negentropy::borrowed(&storage, frame_limit as u64)?.initiate()?)?;
         let mut r = Reconciler {
             scope,
             session,
             round: 0,
-            neg,
+            storage,
+            frame_limit,
             have: Vec::new(),
             need: Vec::new(),
             stats: SyncStats::default(),
@@ -552,9 +833,7 @@ impl Reconciler {
             return Ok(self.finish(true));
         };
         self.stats.bytes_received += msg.len() as u64;
-        let next = validate_msg(&msg, RESPONSE_FRAME_SIZE_LIMIT)
-            .and_then(|()| check_version(&msg))
-            .and_then(|()| Ok(self.neg.reconcile_with_ids(&msg, &mut self.have, &mut self.need)?));
+        let next = validate_msg(&msg, RESPONSE_FRAME_SIZE_LIMIT).and_then(|()| self.reconcile(&msg));
         let next = match next {
             Ok(next) => next,
             Err(e) => {
@@ -572,24 +851,38 @@ impl Reconciler {
         }
     }
 
+    /// One round: expand the peer's message against our items, let negentropy answer it, compact
+    /// the answer (`None`: nothing more to say).
+    fn reconcile(&mut self, msg: &[u8]) -> Result<Option<Vec<u8>>, SyncError> {
+        let query = expand(msg, &self.storage)?;
+        let mut neg = Negentropy::borrowed(&self.storage, self.frame_limit as u64)?;
+        neg.set_initiator();
+        match neg.reconcile_with_ids(&query, &mut self.have, &mut self.need)? {
+            Some(out) => Ok(Some(compact(&out)?)),
+            None => Ok(None),
+        }
+    }
+
     fn finish(&mut self, complete: bool) -> Step {
         self.done = true;
-        let take = |v: &mut Vec<Id>| {
-            let mut ids: Vec<RecordId> = std::mem::take(v).into_iter().map(record_id).collect();
-            ids.sort_unstable();
-            ids.dedup();
-            ids
-        };
-        Step::Done { have: take(&mut self.have), need: take(&mut self.need), complete }
+        let mut have: Vec<RecordId> = std::mem::take(&mut self.have).into_iter().map(record_id).collect();
+        have.sort_unstable();
+        have.dedup();
+        // `need` holds placeholders (prefix + zeros) for the prefixes we could not match.
+        let mut need: Vec<IdPrefix> =
+            std::mem::take(&mut self.need).into_iter().map(|id| prefix_of(&record_id(id))).collect();
+        need.sort_unstable();
+        need.dedup();
+        Step::Done { have, need, complete }
     }
 }
 
 // ---------------------------------------------------------------------------------------------
 // Fetch and push
 
-/// Splits `need` into `Fetch` requests of at most [`MAX_FETCH_IDS`] ids.
-pub fn fetch_requests(need: &[RecordId]) -> Vec<SyncRequest> {
-    need.chunks(MAX_FETCH_IDS).map(|c| SyncRequest::Fetch { ids: c.to_vec() }).collect()
+/// Splits `need` into `Fetch` requests for `scope` of at most [`MAX_FETCH_IDS`] prefixes.
+pub fn fetch_requests(scope: &str, need: &[IdPrefix]) -> Vec<SyncRequest> {
+    need.chunks(MAX_FETCH_IDS).map(|c| SyncRequest::Fetch { scope: scope.to_owned(), prefixes: c.to_vec() }).collect()
 }
 
 /// Splits records (exact signed bytes) into `Push` requests within [`MAX_PUSH_RECORDS`] and
@@ -612,38 +905,46 @@ pub fn push_requests(records: Vec<Vec<u8>>) -> Vec<SyncRequest> {
     out
 }
 
-/// Builds the answer to a (validated) `Fetch` for `ids`: looks each id up in order (`Ok(None)`:
-/// not held → `missing`) and stops before the record that would take the response over
-/// [`MAX_RESPONSE_BYTES`]; the ids from there on are neither sent nor listed as missing. A lookup
-/// error aborts (answer [`codes::INTERNAL`]).
+/// Builds the answer to a (validated) `Fetch` for `prefixes`: resolves each prefix, in order,
+/// among the scope's items (`responder`), looks the ids up (`Ok(None)`: no longer held) and stops
+/// before the record that would take the response over [`MAX_FETCH_IDS`] records or
+/// [`MAX_RESPONSE_BYTES`]; the prefixes from there on are neither answered nor listed as missing.
+/// A prefix that yields no record is `missing`. A lookup error aborts (answer
+/// [`codes::INTERNAL`]).
 pub fn answer_fetch<E>(
-    ids: &[RecordId],
+    responder: &Responder,
+    prefixes: &[IdPrefix],
     mut lookup: impl FnMut(&RecordId) -> Result<Option<Vec<u8>>, E>,
 ) -> Result<SyncResponse, E> {
     let mut records = Vec::new();
     let mut missing = Vec::new();
     let mut bytes = 0usize;
-    for id in ids.iter().take(MAX_FETCH_IDS) {
-        match lookup(id)? {
-            None => missing.push(*id),
-            Some(r) if r.len() > MAX_RECORD_BYTES => missing.push(*id),
-            Some(r) => {
-                if bytes + r.len() > MAX_RESPONSE_BYTES {
-                    break;
-                }
-                bytes += r.len();
-                records.push(r);
+    'prefixes: for prefix in prefixes.iter().take(MAX_FETCH_IDS) {
+        let mut found = false;
+        for id in responder.resolve(prefix) {
+            let Some(r) = lookup(&id)? else { continue };
+            if r.len() > MAX_RECORD_BYTES {
+                continue;
             }
+            if records.len() == MAX_FETCH_IDS || bytes + r.len() > MAX_RESPONSE_BYTES {
+                break 'prefixes;
+            }
+            bytes += r.len();
+            records.push(r);
+            found = true;
+        }
+        if !found {
+            missing.push(*prefix);
         }
     }
     Ok(SyncResponse::Records { records, missing })
 }
 
-/// The ids of a `Fetch` that were neither answered (`received`: ids of the records that came back
-/// and verified) nor declared `missing`: ask for them again.
-pub fn not_sent(asked: &[RecordId], received: &[RecordId], missing: &[RecordId]) -> Vec<RecordId> {
-    let answered: HashSet<&RecordId> = received.iter().chain(missing).collect();
-    asked.iter().filter(|id| !answered.contains(id)).copied().collect()
+/// The prefixes of a `Fetch` that were neither answered (`received`: ids of the records that came
+/// back and verified) nor declared `missing`: ask for them again.
+pub fn not_sent(asked: &[IdPrefix], received: &[RecordId], missing: &[IdPrefix]) -> Vec<IdPrefix> {
+    let answered: HashSet<IdPrefix> = received.iter().map(prefix_of).chain(missing.iter().copied()).collect();
+    asked.iter().filter(|p| !answered.contains(*p)).copied().collect()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -654,8 +955,6 @@ mod wire {
 
     use serde::de::{self, SeqAccess, Visitor};
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
-    use troc_protocol::RecordId;
-
     /// Serializes as a byte string.
     struct BytesRef<'a>(&'a [u8]);
 
@@ -731,20 +1030,20 @@ mod wire {
         }
     }
 
-    pub mod ids {
+    /// Id prefixes, each a byte string of exactly `PREFIX_LEN` bytes.
+    pub mod prefixes {
+        use super::super::IdPrefix;
         use super::*;
 
-        pub fn serialize<S: Serializer>(v: &[RecordId], s: S) -> Result<S::Ok, S::Error> {
-            s.collect_seq(v.iter().map(|id| BytesRef(&id.0)))
+        pub fn serialize<S: Serializer>(v: &[IdPrefix], s: S) -> Result<S::Ok, S::Error> {
+            s.collect_seq(v.iter().map(|p| BytesRef(p)))
         }
 
-        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<RecordId>, D::Error> {
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<IdPrefix>, D::Error> {
             Vec::<ByteBuf>::deserialize(d)?
                 .into_iter()
                 .map(|b| {
-                    let arr: [u8; RecordId::LEN] =
-                        b.0.as_slice().try_into().map_err(|_| de::Error::invalid_length(b.0.len(), &"32 bytes"))?;
-                    Ok(RecordId(arr))
+                    b.0.as_slice().try_into().map_err(|_| de::Error::invalid_length(b.0.len(), &"an 8-byte id prefix"))
                 })
                 .collect()
         }
@@ -797,7 +1096,7 @@ mod tests {
 
     struct Outcome {
         have: Vec<RecordId>,
-        need: Vec<RecordId>,
+        need: Vec<IdPrefix>,
         complete: bool,
         stats: SyncStats,
         /// Largest negentropy message (request, response).
@@ -832,9 +1131,16 @@ mod tests {
         }
     }
 
-    fn expect(a: &[Item], b: &[Item]) -> (Vec<RecordId>, Vec<RecordId>) {
+    /// (have, need) as the initiator `a` should learn them: ids, and prefixes of ids.
+    fn expect(a: &[Item], b: &[Item]) -> (Vec<RecordId>, Vec<IdPrefix>) {
         let (sa, sb) = (ids(a), ids(b));
-        (sa.difference(&sb).copied().collect(), sb.difference(&sa).copied().collect())
+        let mut need: Vec<IdPrefix> = sb.difference(&sa).map(prefix_of).collect();
+        need.sort_unstable();
+        (sa.difference(&sb).copied().collect(), need)
+    }
+
+    fn is_malformed(r: Result<Option<Vec<u8>>, SyncError>) -> bool {
+        matches!(r, Err(SyncError::BadMessage(_) | SyncError::Negentropy(_)))
     }
 
     fn check(a: Vec<Item>, b: Vec<Item>, frames: Frames) -> Outcome {
@@ -854,7 +1160,7 @@ mod tests {
         let out = check(a, b, PROD);
         assert_eq!(out.have.len(), 10);
         assert_eq!(out.need.len(), 5);
-        assert!(out.have.contains(&id_of(205)) && out.need.contains(&id_of(302)));
+        assert!(out.have.contains(&id_of(205)) && out.need.contains(&prefix_of(&id_of(302))));
     }
 
     #[test]
@@ -876,8 +1182,9 @@ mod tests {
     fn empty_initiator_against_full_responder() {
         let out = check(vec![], items(0..10_000), PROD);
         assert_eq!(out.need.len(), 10_000);
-        // 320 kB of ids in frames of 250 kB.
-        assert!(out.stats.rounds >= 2, "{:?}", out.stats);
+        // 10,000 prefixes of 8 bytes (320 kB as full ids) fit one frame of 250 kB.
+        assert_eq!(out.stats.rounds, 1, "{:?}", out.stats);
+        assert!(out.stats.bytes_received < 10_000 * 8 + 100, "{:?}", out.stats);
     }
 
     #[test]
@@ -910,13 +1217,22 @@ mod tests {
         for frames in [PROD, SMALL] {
             let out = check(a.clone(), b.clone(), frames);
             assert_eq!((out.have.len(), out.need.len()), (50, 50));
+            if frames == PROD {
+                // At 10,000 items the leaves hold 2 or 3 items and most bytes are the
+                // initiator's fingerprints (16 for each differing range of about 39 items); the
+                // id lists are 8-byte prefixes.
+                let total = out.stats.bytes_sent + out.stats.bytes_received;
+                assert!(total < 100 * 420, "{:?}", out.stats);
+                assert!(out.stats.bytes_received < 100 * 100, "{:?}", out.stats);
+            }
         }
     }
 
     #[test]
     fn session_cut_at_max_rounds_is_partial_and_the_next_one_continues() {
-        // With 4 kB frames about 120 ids fit a round, so 10,000 need more than MAX_ROUNDS rounds.
-        let b = items(0..10_000);
+        // With 4 kB frames about 480 prefixes fit a round (the responder lets negentropy write 16 kB
+        // before compacting), so 40,000 need more than MAX_ROUNDS rounds.
+        let b = items(0..40_000);
         let mut a: Vec<Item> = Vec::new();
         let mut sessions = 0;
         loop {
@@ -925,11 +1241,11 @@ mod tests {
             assert!(out.stats.rounds <= MAX_ROUNDS);
             assert!(out.have.is_empty());
             let (_, need) = expect(&a, &b);
-            let need: BTreeSet<RecordId> = need.into_iter().collect();
-            assert!(out.need.iter().all(|id| need.contains(id)), "need lists an id we have");
+            let need: BTreeSet<IdPrefix> = need.into_iter().collect();
+            assert!(out.need.iter().all(|p| need.contains(p)), "need lists an id we have");
             // "Fetch" them.
-            let fetched: BTreeSet<RecordId> = out.need.iter().copied().collect();
-            a.extend(b.iter().filter(|(_, id)| fetched.contains(id)));
+            let fetched: BTreeSet<IdPrefix> = out.need.iter().copied().collect();
+            a.extend(b.iter().filter(|(_, id)| fetched.contains(&prefix_of(id))));
             if out.complete {
                 assert_eq!(out.need.len(), need.len());
                 break;
@@ -960,7 +1276,7 @@ mod tests {
         b.push((u64::MAX, id_of(1_001)));
         let out = check(a, b, PROD);
         assert_eq!(out.have, vec![id_of(1_000)]);
-        assert_eq!(out.need, vec![id_of(1_002)]);
+        assert_eq!(out.need, vec![prefix_of(&id_of(1_002))]);
     }
 
     #[test]
@@ -971,15 +1287,20 @@ mod tests {
         // A future negentropy version is refused, not mistaken for "nothing to say".
         assert_eq!(respond(&responder, &[0x62, 1, 2]), Err(SyncError::UnsupportedVersion { got: Some(0x62) }));
         // Unknown mode.
-        assert!(matches!(respond(&responder, &[0x61, 0, 0, 7]), Err(SyncError::Negentropy(_))));
+        assert!(is_malformed(respond(&responder, &[0x61, 0, 0, 7])));
         // An id list claiming far more ids than the message holds.
-        assert!(matches!(respond(&responder, &[0x61, 0, 0, 2, 0xff, 0xff, 0x7f, 1]), Err(SyncError::Negentropy(_))));
+        assert!(is_malformed(respond(&responder, &[0x61, 0, 0, 2, 0xff, 0xff, 0x7f, 1])));
+        // An id list whose last prefix is cut short.
+        assert!(is_malformed(respond(&responder, &[0x61, 0, 0, 2, 1, 1, 2, 3])));
         // Truncated fingerprint.
-        assert!(matches!(respond(&responder, &[0x61, 0, 0, 1, 1, 2, 3]), Err(SyncError::Negentropy(_))));
+        assert!(is_malformed(respond(&responder, &[0x61, 0, 0, 1, 1, 2, 3])));
         // Bound with an id longer than 32 bytes.
         let mut m = vec![0x61, 5, 40];
         m.extend([9u8; 40]);
-        assert!(matches!(respond(&responder, &m), Err(SyncError::Negentropy(_))));
+        assert!(is_malformed(respond(&responder, &m)));
+        // A number over 64 bits, and one cut short.
+        assert!(is_malformed(respond(&responder, &[0x61, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f])));
+        assert!(is_malformed(respond(&responder, &[0x61, 0x81])));
         // Oversized.
         let big = vec![0x61; FRAME_SIZE_LIMIT + 1];
         assert!(matches!(respond(&responder, &big), Err(SyncError::MessageTooLarge { .. })));
@@ -990,7 +1311,7 @@ mod tests {
     #[test]
     fn hostile_responder_ends_the_session_with_an_error() {
         let (mut rec, _) = Reconciler::start("global", items(0..1_000)).unwrap();
-        assert!(matches!(rec.on_response(Some(vec![0x61, 0, 0, 3])), Err(SyncError::Negentropy(_))));
+        assert!(is_malformed(rec.on_response(Some(vec![0x61, 0, 0, 3])).map(|_| None)));
         assert!(matches!(rec.on_response(None), Err(SyncError::Protocol(_))));
 
         let (mut rec, _) = Reconciler::start("global", items(0..1_000)).unwrap();
@@ -1030,12 +1351,17 @@ mod tests {
             SyncRequest::Reconcile { scope: "g".into(), session: 1, round: 0, msg: vec![0; FRAME_SIZE_LIMIT + 1] };
         assert_eq!(validate_request(&big).unwrap_err().code(), codes::MESSAGE_TOO_LARGE);
 
-        let fetch = |n: u64| SyncRequest::Fetch { ids: (0..n).map(id_of).collect() };
+        let fetch = |n: u64| SyncRequest::Fetch {
+            scope: "global".into(),
+            prefixes: (0..n).map(|n| prefix_of(&id_of(n))).collect(),
+        };
         assert_eq!(validate_request(&fetch(MAX_FETCH_IDS as u64)), Ok(()));
         assert_eq!(
             validate_request(&fetch(MAX_FETCH_IDS as u64 + 1)),
             Err(SyncError::TooManyIds { count: MAX_FETCH_IDS + 1, max: MAX_FETCH_IDS })
         );
+        let no_scope = SyncRequest::Fetch { scope: String::new(), prefixes: vec![] };
+        assert_eq!(validate_request(&no_scope).unwrap_err().code(), codes::BAD_SCOPE);
 
         let push = |n: usize, len: usize| SyncRequest::Push { records: vec![vec![0u8; len]; n] };
         assert_eq!(validate_request(&push(MAX_PUSH_RECORDS, 600)), Ok(()));
@@ -1044,16 +1370,19 @@ mod tests {
         // 256 records of 4 kB: 1 MiB, over MAX_PUSH_BYTES.
         assert_eq!(validate_request(&push(MAX_PUSH_RECORDS, 4096)).unwrap_err().code(), codes::TOO_MANY_BYTES);
 
-        let too_many = SyncResponse::Records { records: vec![], missing: (0..300).map(id_of).collect() };
+        let too_many = SyncResponse::Records { records: vec![], missing: vec![[7; PREFIX_LEN]; 300] };
         assert_eq!(validate_response(&too_many).unwrap_err().code(), codes::TOO_MANY_IDS);
     }
 
     #[test]
     fn fetch_answer_respects_the_byte_budget() {
-        let asked: Vec<RecordId> = (0..MAX_FETCH_IDS as u64).map(id_of).collect();
-        // Every third id is unknown; records are 10 kB, so about 97 fit in MAX_RESPONSE_BYTES.
-        let resp = answer_fetch(&asked, |id| {
-            let n = asked.iter().position(|x| x == id).unwrap();
+        // The responder holds every third id asked for only in its set, not in its store.
+        let ids: Vec<RecordId> = (0..MAX_FETCH_IDS as u64).map(id_of).collect();
+        let responder = Responder::new(items(0..MAX_FETCH_IDS as u64)).unwrap();
+        let asked: Vec<IdPrefix> = ids.iter().map(prefix_of).collect();
+        // Records are 10 kB, so about 97 fit in MAX_RESPONSE_BYTES.
+        let resp = answer_fetch(&responder, &asked, |id| {
+            let n = ids.iter().position(|x| x == id).unwrap();
             Ok::<_, ()>((n % 3 != 0).then(|| vec![n as u8; 10_000]))
         })
         .unwrap();
@@ -1062,20 +1391,41 @@ mod tests {
         let total: usize = records.iter().map(Vec::len).sum();
         assert!(total <= MAX_RESPONSE_BYTES && total + 10_000 > MAX_RESPONSE_BYTES);
         let received: Vec<RecordId> =
-            asked.iter().enumerate().filter(|(n, _)| n % 3 != 0).map(|(_, id)| *id).take(records.len()).collect();
+            ids.iter().enumerate().filter(|(n, _)| n % 3 != 0).map(|(_, id)| *id).take(records.len()).collect();
         let again = not_sent(&asked, &received, &missing);
         assert!(!again.is_empty());
         // The unsent ones are the tail of the request; none is declared missing.
-        assert!(again.iter().all(|id| !missing.contains(id) && !received.contains(id)));
+        let got: Vec<IdPrefix> = received.iter().map(prefix_of).collect();
+        assert!(again.iter().all(|p| !missing.contains(p) && !got.contains(p)));
         assert_eq!(received.len() + missing.len() + again.len(), asked.len());
+        // A prefix the responder does not know is missing without a lookup.
+        let resp = answer_fetch(&responder, &[[0xee; PREFIX_LEN]], |_| Err("looked up")).unwrap();
+        assert_eq!(resp, SyncResponse::Records { records: vec![], missing: vec![[0xee; PREFIX_LEN]] });
 
-        assert_eq!(answer_fetch(&asked[..1], |_| Err("disk")), Err("disk"));
+        assert_eq!(answer_fetch(&responder, &asked[..1], |_| Err("disk")), Err("disk"));
+    }
+
+    #[test]
+    fn fetch_by_prefix_returns_every_record_sharing_it() {
+        // Two ids with the same prefix (only an attacker grinding its own records makes these).
+        let x = id_of(1);
+        let mut y = id_of(2);
+        y.0[..PREFIX_LEN].copy_from_slice(&x.0[..PREFIX_LEN]);
+        let responder = Responder::new(vec![(T0, x), (T0 + 1, y), (T0 + 2, id_of(3))]).unwrap();
+        assert_eq!(responder.resolve(&prefix_of(&x)).count(), 2);
+        assert_eq!(responder.resolve(&prefix_of(&id_of(3))).collect::<Vec<_>>(), vec![id_of(3)]);
+        assert_eq!(responder.resolve(&prefix_of(&id_of(4))).count(), 0);
+        let resp = answer_fetch(&responder, &[prefix_of(&x)], |id| Ok::<_, ()>(Some(id.0.to_vec()))).unwrap();
+        let SyncResponse::Records { records, missing } = resp else { panic!() };
+        assert_eq!(records.len(), 2);
+        assert!(missing.is_empty());
+        assert!(not_sent(&[prefix_of(&x)], &[x, y], &[]).is_empty());
     }
 
     #[test]
     fn fetch_and_push_batching() {
-        let need: Vec<RecordId> = (0..1_000).map(id_of).collect();
-        let reqs = fetch_requests(&need);
+        let need: Vec<IdPrefix> = (0..1_000).map(|n| prefix_of(&id_of(n))).collect();
+        let reqs = fetch_requests("global", &need);
         assert_eq!(reqs.len(), 4);
         assert!(reqs.iter().all(|r| validate_request(r).is_ok()));
 
@@ -1124,7 +1474,10 @@ mod tests {
     fn wire_round_trip_and_compact_bytes() {
         let reqs = [
             SyncRequest::Reconcile { scope: "north-end".into(), session: u64::MAX, round: 3, msg: vec![0x61; 1000] },
-            SyncRequest::Fetch { ids: (0..MAX_FETCH_IDS as u64).map(id_of).collect() },
+            SyncRequest::Fetch {
+                scope: "north-end".into(),
+                prefixes: (0..MAX_FETCH_IDS as u64).map(|n| prefix_of(&id_of(n))).collect(),
+            },
             SyncRequest::Push { records: vec![vec![200u8; 600]; 10] },
         ];
         for r in &reqs {
@@ -1136,7 +1489,8 @@ mod tests {
         // 50 bytes of framing (names, session, round, lengths) plus the scope.
         assert!(rec.len() <= 1000 + 50 + "north-end".len(), "{} bytes", rec.len());
         let fetch = encode_request(&reqs[1]);
-        assert!(fetch.len() <= MAX_FETCH_IDS * 34 + 20, "{} bytes", fetch.len());
+        // 9 bytes a prefix.
+        assert!(fetch.len() <= MAX_FETCH_IDS * 9 + 30 + "north-end".len(), "{} bytes", fetch.len());
         let push = encode_request(&reqs[2]);
         assert!(push.len() <= 10 * 603 + 20, "{} bytes", push.len());
         // A full frame fits a 64 KiB request even with the longest scope.
@@ -1151,7 +1505,7 @@ mod tests {
         let resps = [
             SyncResponse::Reconcile { msg: None },
             SyncResponse::Reconcile { msg: Some(vec![0x61, 1, 2]) },
-            SyncResponse::Records { records: vec![vec![1; 700]; 3], missing: vec![id_of(1), id_of(2)] },
+            SyncResponse::Records { records: vec![vec![1; 700]; 3], missing: vec![[1; PREFIX_LEN], [2; PREFIX_LEN]] },
             SyncResponse::Pushed { accepted: 7 },
             SyncResponse::refused(codes::BUSY, "later"),
         ];
@@ -1166,14 +1520,108 @@ mod tests {
     }
 
     #[test]
-    fn wire_rejects_ids_of_the_wrong_length() {
-        // A Fetch whose only id is 31 bytes: re-encode by hand from a valid one.
-        let good = encode_request(&SyncRequest::Fetch { ids: vec![id_of(1)] });
-        let pos = good.windows(2).position(|w| w == [0x58, 32]).unwrap();
+    fn wire_rejects_prefixes_of_the_wrong_length() {
+        // A Fetch whose only prefix is 7 bytes: re-encode by hand from a valid one (a byte string
+        // of 8 bytes is the header 0x48).
+        let good = encode_request(&SyncRequest::Fetch { scope: "g".into(), prefixes: vec![[0xab; PREFIX_LEN]] });
+        let pos = good.windows(2).position(|w| w == [0x48, 0xab]).unwrap();
         let mut bad = good[..pos].to_vec();
-        bad.extend([0x58, 31]);
-        bad.extend(&good[pos + 2..pos + 2 + 31]);
+        bad.push(0x47);
+        bad.extend(&good[pos + 1..pos + 1 + 7]);
         assert!(decode_request(&bad).is_err());
+        let mut long = good[..pos].to_vec();
+        long.push(0x49);
+        long.extend(&good[pos + 1..]);
+        long.push(0xab);
+        assert!(decode_request(&long).is_err());
+    }
+
+    // --- compact messages ----------------------------------------------------------------------
+
+    fn storage(v: Vec<Item>) -> NegentropyStorageVector {
+        build_storage(v).unwrap()
+    }
+
+    /// A negentropy message with id lists, as the responder writes it.
+    fn listed(b: Vec<Item>, query_from: Vec<Item>) -> Vec<u8> {
+        let a = storage(query_from);
+        let query = Negentropy::borrowed(&a, 0).unwrap().initiate().unwrap();
+        let b = storage(b);
+        Negentropy::borrowed(&b, 0).unwrap().reconcile(&query).unwrap()
+    }
+
+    #[test]
+    fn varints_round_trip_and_are_bounded() {
+        for n in [0u64, 1, 127, 128, 300, 16_383, 16_384, u64::from(u32::MAX), u64::MAX - 1, u64::MAX] {
+            let mut buf = Vec::new();
+            write_varint(&mut buf, n);
+            assert!(buf.len() <= MAX_VARINT_LEN);
+            let mut rest = &buf[..];
+            assert_eq!(read_varint(&mut rest), Ok(n));
+            assert!(rest.is_empty());
+        }
+        // Negentropy's own encoding of 300 reads the same.
+        assert_eq!(read_varint(&mut &[0x82, 0x2c][..]), Ok(300));
+        assert!(read_varint(&mut &[0x80][..]).is_err());
+        assert!(read_varint(&mut &[][..]).is_err());
+        assert!(read_varint(&mut &[0xff; 11][..]).is_err());
+        // 2^64 does not fit.
+        assert!(read_varint(&mut &[0x82, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x00][..]).is_err());
+    }
+
+    #[test]
+    fn compact_then_expand_gives_back_the_message() {
+        // 20 items, so the responder answers with one id list; the receiver holds all of them.
+        let b = items(0..20);
+        let msg = listed(b.clone(), vec![]);
+        let small = compact(&msg).unwrap();
+        // 20 ids of 32 bytes became 20 prefixes of 8.
+        assert_eq!(msg.len() - small.len(), 20 * (ID_SIZE - PREFIX_LEN));
+        assert_eq!(expand(&small, &storage(b.clone())).unwrap(), msg);
+        // A receiver that lacks some gets placeholders for exactly those.
+        let mut partial = b.clone();
+        partial.remove(5);
+        let expanded = expand(&small, &storage(partial)).unwrap();
+        assert_eq!(expanded.len(), msg.len());
+        let diff: Vec<usize> = (0..msg.len()).filter(|&i| msg[i] != expanded[i]).collect();
+        assert!(!diff.is_empty() && diff.iter().all(|&i| expanded[i] == 0));
+        assert!(expanded.windows(ID_SIZE).any(|w| w == placeholder(&b[5].1.0)));
+        // Fingerprint-only messages are unchanged both ways.
+        let fps = Negentropy::borrowed(&storage(items(0..1_000)), 0).unwrap().initiate().unwrap();
+        assert_eq!(compact(&fps).unwrap(), fps);
+        assert_eq!(expand(&fps, &storage(vec![])).unwrap(), fps);
+    }
+
+    #[test]
+    fn expand_matches_only_inside_the_listed_range() {
+        // The receiver's item with the listed prefix lies outside the listed range (other
+        // timestamp): it is not taken for the peer's.
+        let x = id_of(1);
+        let ours = storage(vec![(T0 + 1_000, x)]);
+        let mut msg = vec![0x61];
+        // Bound (timestamp T0 + 10, no id), id list of one prefix.
+        write_varint(&mut msg, T0 + 10 + 1);
+        msg.extend([0, MODE_ID_LIST as u8, 1]);
+        msg.extend(prefix_of(&x));
+        let expanded = expand(&msg, &ours).unwrap();
+        assert!(expanded.ends_with(&placeholder(&x.0)));
+        // Inside the range it is.
+        let ours = storage(vec![(T0 + 5, x)]);
+        assert!(expand(&msg, &ours).unwrap().ends_with(&x.0));
+    }
+
+    #[test]
+    fn responder_answers_fit_the_frame_and_carry_more_ids() {
+        // An empty initiator against 40,000 items: negentropy lists them as ids. Compacted, about
+        // 27,000 fit a 250 kB frame (7,800 did as full ids).
+        let out = check(vec![], items(0..40_000), PROD);
+        assert_eq!(out.need.len(), 40_000);
+        assert!(out.stats.rounds <= 3, "{:?}", out.stats);
+        assert!(out.max_msg.1 > RESPONSE_FRAME_SIZE_LIMIT / 2, "{:?}", out.max_msg);
+        // With frames at negentropy's minimum the stretched attempt overflows and the responder
+        // falls back to smaller limits; answers still fit.
+        let out = check(vec![], items(0..3_000), SMALL);
+        assert_eq!(out.need.len(), 3_000);
     }
 
     // --- properties --------------------------------------------------------------------------
@@ -1200,6 +1648,14 @@ mod tests {
             prop_assert!(out.complete);
             prop_assert_eq!(out.have, have);
             prop_assert_eq!(out.need, need);
+        }
+
+        /// Compacting a real message and expanding it against the sender's own items gives it back.
+        #[test]
+        fn compact_round_trip(n in 0u64..200, skip in 0u64..40) {
+            let b = items((0..n).filter(|i| i % 41 != skip));
+            let msg = listed(b.clone(), items(0..n));
+            prop_assert_eq!(expand(&compact(&msg).unwrap(), &storage(b)).unwrap(), msg);
         }
 
         /// Random bytes never panic the responder or the initiator.
