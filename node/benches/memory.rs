@@ -9,7 +9,10 @@
 //! the 1,000 author keys).
 //!
 //! Each cache size runs in its own child process (the high-water mark is per process): 8 MiB (what
-//! `for_test` sets) and 64 MiB (the production default of `NodeConfig::new`).
+//! `for_test` sets), 16 MiB (the default of `NodeConfig::new`) and 64 MiB (the old default). A second
+//! child per cache size then starts a node on the same home, as a restart would: its store is
+//! opened and every in-memory index and the search index rebuilt from the records; it reports the
+//! RSS once the node is up, and how long starting took.
 //!
 //! Run: `cargo bench -p troc-node --bench memory`. Under `cargo test --benches` it ingests 10,000.
 
@@ -28,6 +31,8 @@ const AUTHORS: usize = 1_000;
 const BATCH: usize = 256;
 const CHILD_ENV: &str = "TROC_MEMORY_BENCH_CACHE_MIB";
 const COUNT_ENV: &str = "TROC_MEMORY_BENCH_LISTINGS";
+const HOME_ENV: &str = "TROC_MEMORY_BENCH_HOME";
+const REOPEN_ENV: &str = "TROC_MEMORY_BENCH_REOPEN";
 
 /// `(VmRSS, VmHWM, RssAnon, RssFile)` in KiB.
 fn status() -> (u64, u64, u64, u64) {
@@ -45,13 +50,43 @@ fn mib(kib: u64) -> String {
     format!("{:.1} MiB", kib as f64 / 1024.0)
 }
 
-fn child(cache_mib: u64, listings: usize) {
+/// A node on `home` restarted: RSS once it is up (store opened, indexes rebuilt).
+fn reopen(cache_mib: u64, listings: usize, home: std::path::PathBuf) {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let (base_rss, ..) = status();
+    let mut config = NodeConfig::for_test(home, Identity::from_seed(&[0xCE; 32]));
+    config.store_cache_bytes = cache_mib << 20;
+    let t = Instant::now();
+    let (node, events) = rt.block_on(Node::spawn(config)).unwrap();
+    let took = t.elapsed();
+    drop(events);
+    let (rss, hwm, anon, _) = status();
+    let stats = node.store().stats().unwrap();
+    assert_eq!(stats.records, listings as u64);
+    let (mem, search) = node.store().index_memory_bytes();
+    println!("  restarted on the same home: started in {:.2} s (store opened, indexes rebuilt)", took.as_secs_f64());
+    println!("    RSS before / after the start          {} / {}", mib(base_rss), mib(rss));
+    println!("    of which RssAnon                      {}", mib(anon));
+    println!("    VmHWM (peak)                          {}", mib(hwm));
+    println!(
+        "    estimates: indexes {:.1} MiB, search index {:.1} MiB",
+        mem as f64 / 1048576.0,
+        search as f64 / 1048576.0
+    );
+    println!(
+        "    target: < 150 MB: {} ({:.0} MB)",
+        if rss * 1024 < 150_000_000 { "MET" } else { "MISSED" },
+        (rss * 1024) as f64 / 1e6
+    );
+    rt.block_on(node.shutdown()).unwrap();
+}
+
+fn child(cache_mib: u64, listings: usize, home: std::path::PathBuf) {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let mut generator = Generator::new(AUTHORS, 0x3C);
     let (base_rss, ..) = status();
 
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = NodeConfig::for_test(dir.path().join("node"), Identity::from_seed(&[0xCE; 32]));
+    let mut config = NodeConfig::for_test(home, Identity::from_seed(&[0xCE; 32]));
     config.store_cache_bytes = cache_mib << 20;
     let (node, events) = rt.block_on(Node::spawn(config)).unwrap();
     drop(events);
@@ -73,6 +108,7 @@ fn child(cache_mib: u64, listings: usize) {
     node.store().flush().unwrap();
     let (rss_flushed, ..) = status();
     let disk_flushed = node.store().stats().unwrap().size_on_disk;
+    let (mem, search) = node.store().index_memory_bytes();
 
     println!("\n== sled cache {cache_mib} MiB, {listings} listings by {AUTHORS} authors, batches of {BATCH}");
     println!("  RSS before the node started (baseline)  {}", mib(base_rss));
@@ -81,6 +117,11 @@ fn child(cache_mib: u64, listings: usize) {
     println!("    of which RssAnon / RssFile            {} / {}", mib(anon), mib(file));
     println!("  VmHWM (peak)                            {}", mib(hwm));
     println!("  VmRSS after a flush                     {}", mib(rss_flushed));
+    println!(
+        "  estimates: indexes {:.1} MiB, search index {:.1} MiB",
+        mem as f64 / 1048576.0,
+        search as f64 / 1048576.0
+    );
     println!(
         "  store: {} records, {:.1} MiB of record bytes, {:.1} MiB on disk ({:.1} MiB after the flush)",
         stats.records,
@@ -104,18 +145,28 @@ fn child(cache_mib: u64, listings: usize) {
 fn main() {
     if let Ok(cache) = std::env::var(CHILD_ENV) {
         let listings = std::env::var(COUNT_ENV).unwrap().parse().unwrap();
-        child(cache.parse().unwrap(), listings);
+        let home = std::env::var(HOME_ENV).unwrap().into();
+        if std::env::var(REOPEN_ENV).is_ok() {
+            reopen(cache.parse().unwrap(), listings, home);
+        } else {
+            child(cache.parse().unwrap(), listings, home);
+        }
         return;
     }
     let benching = std::env::args().any(|a| a == "--bench");
     let listings: usize = if benching { 100_000 } else { 10_000 };
     let me = std::env::current_exe().unwrap();
-    for cache in [8u64, 64] {
-        let status = std::process::Command::new(&me)
-            .env(CHILD_ENV, cache.to_string())
-            .env(COUNT_ENV, listings.to_string())
-            .status()
-            .unwrap();
-        assert!(status.success());
+    let dir = tempfile::tempdir().unwrap();
+    for cache in [8u64, 16, 64] {
+        let home = dir.path().join(format!("node-{cache}"));
+        for reopen in [false, true] {
+            let mut cmd = std::process::Command::new(&me);
+            cmd.env(CHILD_ENV, cache.to_string()).env(COUNT_ENV, listings.to_string()).env(HOME_ENV, &home);
+            if reopen {
+                cmd.env(REOPEN_ENV, "1");
+            }
+            assert!(cmd.status().unwrap().success());
+        }
+        std::fs::remove_dir_all(&home).unwrap();
     }
 }

@@ -30,6 +30,8 @@ pub struct NodeConfig {
     /// Run Kademlia in server mode from the start (on a LAN or in tests, where no external address is
     /// ever confirmed); otherwise it switches to server mode once autonat confirms reachability.
     pub kad_server: bool,
+    /// sled's page cache, in bytes. It only caches record bytes (every index is in memory), so a
+    /// small one costs little: see `docs/performance.md`, section Memory.
     pub store_cache_bytes: u64,
     pub limits: Limits,
     pub timing: Timing,
@@ -141,7 +143,7 @@ impl NodeConfig {
             mdns: true,
             relay_server: false,
             kad_server: false,
-            store_cache_bytes: 64 * 1024 * 1024,
+            store_cache_bytes: crate::store::DEFAULT_CACHE_BYTES,
             limits: Limits::default(),
             timing: Timing::default(),
         }

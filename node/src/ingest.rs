@@ -1,16 +1,27 @@
 //! The one ingest path, for every source (gossip, catch-up, the local user):
-//! decode → check (clock, topic, publisher, per-author rate) → verify (batch) → store (dedup, stale
-//! revisions, withdrawals; one transaction per batch) → verdicts and events.
+//! decode → check (clock, topic, publisher, already known, per-author rate) → verify (batch) →
+//! store (dedup, stale revisions, withdrawals; one transaction per batch) → verdicts and events.
 //!
-//! One writer thread owns every write to the store, fed by a bounded channel: jobs are drained in
-//! batches so signature verification can use ed25519 batch verification and the store writes a batch
-//! in one transaction. A full queue is back-pressure: gossip that finds it full is ignored (catch-up
-//! brings it back later), local publishing waits.
+//! Two stages, each on its own thread, joined by a bounded channel, so that verifying batch n+1
+//! overlaps storing batch n:
+//! - the **verification stage** drains jobs from the bounded ingest queue in batches (so signature
+//!   verification can use ed25519 batch verification), runs every check, skips what the store
+//!   already has or refuses *before* verifying it (an in-memory lookup), batch-verifies the rest and
+//!   prepares listings for the search index (their words), then hands the batch on;
+//! - the **writer** is the only writer of the store: it applies each batch in one transaction,
+//!   flushes when the batch holds records the local user signed (one flush for the whole batch:
+//!   group commit, so a local caller hears back only once its records are on disk), then sends
+//!   events, verdicts and replies.
+//!
+//! A full queue is back-pressure: gossip that finds it full is ignored (catch-up brings it back
+//! later), local publishing waits. The channel between the stages holds at most
+//! [`STAGED_BATCHES`] batches, so a slow disk slows verification down instead of piling up work.
 //!
 //! Gossip verdicts go back to the swarm task, which reports them to gossipsub: `Accept` forwards the
 //! message, `Reject` penalises the peer that sent it, `Ignore` drops it without penalty (duplicates,
 //! stale revisions, rate limits, a full queue).
 
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use libp2p::PeerId;
@@ -21,7 +32,7 @@ use troc_protocol::{PublicKey, RecordBody, RecordError, RecordId, Unverified};
 use crate::events::NodeEvent;
 use crate::limits::RateLimiter;
 use crate::metrics::{Metrics, Source};
-use crate::store::{Outcome, Store};
+use crate::store::{Outcome, Prepared, Store};
 use crate::topics;
 use crate::{config::Limits, now_secs};
 
@@ -109,6 +120,11 @@ pub(crate) enum ToSwarm {
     Changed,
 }
 
+/// Batches verified and waiting for the writer, at most.
+pub const STAGED_BATCHES: usize = 2;
+
+/// The ingest stages. `run` takes over the calling thread (the writer) and starts the verification
+/// stage on another.
 pub(crate) struct Writer {
     /// This node's person: only their own records (or co-signed ones) are gossiped from here;
     /// other people's records that arrive locally (an import) spread by catch-up instead, since
@@ -122,23 +138,129 @@ pub(crate) struct Writer {
     pub events: broadcast::Sender<NodeEvent>,
 }
 
-/// One item on its way through a batch.
-struct Pending {
-    job: usize,
-    slot: usize,
-    unverified: Unverified,
+/// A job's reply channel and where it came from.
+type JobHead = (Origin, Option<oneshot::Sender<Vec<ItemResult>>>);
+
+/// A job's records, with where they came from and who to tell.
+type RecordsJob = (Origin, Vec<Vec<u8>>, Option<oneshot::Sender<Vec<ItemResult>>>);
+
+/// What the verification stage hands the writer, in queue order.
+enum Staged {
+    Batch(Verified),
+    Prune,
+    Close { reply: oneshot::Sender<Result<(), String>> },
+}
+
+/// A batch that went through every check and the signature verification.
+struct Verified {
+    jobs: Vec<JobHead>,
+    /// Per job, per item: the result so far (`None`: verified, waiting for the store).
+    results: Vec<Vec<Option<ItemResult>>>,
+    /// The verified records, prepared for the store, and their `(job, item)`.
+    good: Vec<Prepared>,
+    places: Vec<(usize, usize)>,
+    now: u64,
+}
+
+/// The verification stage: owns the ingest queue and the per-author gossip rate.
+struct Verifier {
+    store: Store,
+    metrics: Metrics,
+    limits: Limits,
+    rx: mpsc::Receiver<Job>,
+    author_rate: RateLimiter<PublicKey>,
+}
+
+/// The writer stage: the only writer of the store.
+struct Storer {
+    local: PublicKey,
+    store: Store,
+    metrics: Metrics,
+    to_swarm: mpsc::Sender<ToSwarm>,
+    events: broadcast::Sender<NodeEvent>,
 }
 
 impl Writer {
-    /// Runs until a `Close` job arrives or every sender is gone. Runs on its own thread.
-    pub fn run(mut self) {
-        let mut author_rate: RateLimiter<PublicKey> = RateLimiter::new(self.limits.author_gossip, 100_000);
+    /// Runs until a `Close` job arrives or every sender is gone: the writer on this thread, the
+    /// verification stage on a thread of its own (or, if that thread cannot start, both stages in
+    /// turn on this one).
+    pub fn run(self) {
+        let Writer { local, store, metrics, limits, rx, to_swarm, events } = self;
+        let author_rate = RateLimiter::new(limits.author_gossip, 100_000);
+        let verifier = Verifier { store: store.clone(), metrics: metrics.clone(), limits, rx, author_rate };
+        let mut storer = Storer { local, store, metrics, to_swarm, events };
+        let (tx, staged) = std::sync::mpsc::sync_channel::<Staged>(STAGED_BATCHES);
+        // The verifier goes to its thread through this cell, so that it can be taken back if the
+        // thread cannot start.
+        let cell = Arc::new(Mutex::new(Some(verifier)));
+        let for_thread = Arc::clone(&cell);
+        let started = std::thread::Builder::new().name("troc-verify".into()).spawn(move || {
+            let verifier = for_thread.lock().ok().and_then(|mut v| v.take());
+            if let Some(verifier) = verifier {
+                verifier.run(|s| tx.send(s).is_ok());
+            }
+        });
+        let mut close = None;
+        match started {
+            Ok(thread) => {
+                while let Ok(s) = staged.recv() {
+                    match s {
+                        Staged::Close { reply } => {
+                            close = Some(reply);
+                            break;
+                        }
+                        s => storer.handle(s),
+                    }
+                }
+                // The verifier stops right after handing on a Close (or it already stopped: every
+                // sender is gone). Waiting for it means its handle on the store is dropped before
+                // the store is closed and shutdown answered.
+                if thread.join().is_err() {
+                    tracing::error!("the verification thread panicked");
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "could not start the verification thread: verifying on the writer thread");
+                let verifier = cell.lock().ok().and_then(|mut v| v.take());
+                if let Some(verifier) = verifier {
+                    verifier.run(|s| match s {
+                        Staged::Close { reply } => {
+                            close = Some(reply);
+                            false
+                        }
+                        s => {
+                            storer.handle(s);
+                            true
+                        }
+                    });
+                }
+            }
+        }
+        match close {
+            Some(reply) => {
+                // Close (flush, then mark the store cleanly closed so the next start skips the full
+                // re-verification), and drop our handle on the database before answering, so that
+                // once shutdown returns the writer no longer holds sled's lock.
+                let Storer { store, .. } = storer;
+                let result = store.close().map_err(|e| e.to_string());
+                let _ = reply.send(result);
+            }
+            None => {
+                // Every handle is gone without a Close: flush anyway.
+                if let Err(e) = storer.store.flush() {
+                    tracing::warn!(error = %e, "final flush failed");
+                }
+            }
+        }
+    }
+}
+
+impl Verifier {
+    /// Drains the queue in batches, checks and verifies them, and hands them to `sink` in order.
+    /// Stops after a `Close`, when every sender is gone, or when `sink` refuses (the writer stopped).
+    fn run(mut self, mut sink: impl FnMut(Staged) -> bool) {
         loop {
-            let Some(first) = self.rx.blocking_recv() else {
-                // Every handle is gone without a Close: close the store anyway.
-                let _ = self.store.flush();
-                return;
-            };
+            let Some(first) = self.rx.blocking_recv() else { return };
             let mut jobs = vec![first];
             let mut batch_records: usize = jobs[0].len();
             while batch_records < self.limits.ingest_batch {
@@ -150,73 +272,67 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            let mut close = None;
-            let mut records = Vec::new();
+            // Keep the queue's order: records before a Prune or Close are handed on before it.
+            let mut records: Vec<RecordsJob> = Vec::new();
             for job in jobs {
-                match job {
-                    Job::Records { origin, items, reply } => records.push((*origin, items, reply)),
-                    Job::Close { reply } => close = Some(reply),
-                    Job::Prune => self.prune(),
+                let control = match job {
+                    Job::Records { origin, items, reply } => {
+                        records.push((*origin, items, reply));
+                        continue;
+                    }
+                    Job::Prune => Staged::Prune,
+                    Job::Close { reply } => Staged::Close { reply },
+                };
+                let close = matches!(control, Staged::Close { .. });
+                if !records.is_empty() && !sink(Staged::Batch(self.verify(std::mem::take(&mut records)))) {
+                    return;
+                }
+                if !sink(control) || close {
+                    return;
                 }
             }
-            if !records.is_empty() {
-                self.process(records, &mut author_rate);
-            }
-            if let Some(reply) = close {
-                // Close (flush, then mark the store cleanly closed so the next start skips the full
-                // re-verification), and drop our handle on the database before answering, so that
-                // once shutdown returns the writer no longer holds sled's lock.
-                let Writer { store, .. } = self;
-                let result = store.close().map_err(|e| e.to_string());
-                let _ = reply.send(result);
+            if !records.is_empty() && !sink(Staged::Batch(self.verify(records))) {
                 return;
             }
         }
     }
 
-    fn prune(&self) {
-        match self.store.prune(now_secs()) {
-            Ok(report) => tracing::debug!(?report, "pruned expired records"),
-            Err(e) => tracing::warn!(error = %e, "pruning failed"),
-        }
-    }
-
-    #[allow(clippy::type_complexity)]
-    fn process(
-        &mut self,
-        jobs: Vec<(Origin, Vec<Vec<u8>>, Option<oneshot::Sender<Vec<ItemResult>>>)>,
-        author_rate: &mut RateLimiter<PublicKey>,
-    ) {
+    /// Checks and verifies a batch of jobs.
+    fn verify(&mut self, jobs: Vec<RecordsJob>) -> Verified {
         let now = now_secs();
         let instant = Instant::now();
         let mut results: Vec<Vec<Option<ItemResult>>> =
             jobs.iter().map(|(_, items, _)| vec![None; items.len()]).collect();
-        let mut pending = Vec::new();
+        let mut places = Vec::new();
+        let mut unverified = Vec::new();
 
-        // 1. Decode and the cheap checks.
+        // 1. Decode, the cheap checks, and what the store already knows.
         for (j, (origin, items, _)) in jobs.iter().enumerate() {
             for (slot, bytes) in items.iter().enumerate() {
-                match self.precheck(origin, bytes, now, instant, author_rate) {
-                    Ok(unverified) => pending.push(Pending { job: j, slot, unverified }),
-                    Err((code, reason)) => {
+                match self.precheck(origin, bytes, now, instant) {
+                    Ok(u) => {
+                        places.push((j, slot));
+                        unverified.push(u);
+                    }
+                    Err(Early::Rejected(code, reason)) => {
                         tracing::debug!(peer = ?origin.peer(), code, %reason, "record refused");
                         self.metrics.reject(origin.source(), code);
                         results[j][slot] = Some(ItemResult::Rejected { code, reason });
+                    }
+                    Err(Early::Known(id, outcome)) => {
+                        results[j][slot] = Some(not_stored(&self.metrics, origin.source(), id, *outcome));
                     }
                 }
             }
         }
 
-        // 2. Verify, in one batch.
-        let (places, unverified): (Vec<(usize, usize)>, Vec<Unverified>) =
-            pending.into_iter().map(|p| ((p.job, p.slot), p.unverified)).unzip();
-        let verified = troc_protocol::verify_batch(unverified);
-        let mut good = Vec::with_capacity(verified.len());
-        let mut good_places = Vec::with_capacity(verified.len());
-        for ((j, slot), v) in places.into_iter().zip(verified) {
+        // 2. Verify, in one batch; prepare listings for the search index.
+        let mut good = Vec::with_capacity(unverified.len());
+        let mut good_places = Vec::with_capacity(unverified.len());
+        for ((j, slot), v) in places.into_iter().zip(troc_protocol::verify_batch(unverified)) {
             match v {
                 Ok(record) => {
-                    good.push(record);
+                    good.push(Prepared::new(record));
                     good_places.push((j, slot));
                 }
                 Err(e) => {
@@ -225,66 +341,176 @@ impl Writer {
                 }
             }
         }
+        let jobs = jobs.into_iter().map(|(origin, _, reply)| (origin, reply)).collect();
+        Verified { jobs, results, good, places: good_places, now }
+    }
 
-        // 3. Store, in one transaction.
+    /// Decoding and every check that does not need the signature, cheapest first.
+    fn precheck(&mut self, origin: &Origin, bytes: &[u8], now: u64, instant: Instant) -> Result<Unverified, Early> {
+        let err = |e: RecordError| Early::Rejected(e.code(), e.to_string());
+        let unverified = troc_protocol::decode(bytes).map_err(err)?;
+        unverified.check_time(now).map_err(err)?;
+        let scope = topics::scope_of(unverified.body());
+        match origin {
+            Origin::Local => {}
+            Origin::Sync { .. } => {
+                if scope.is_none() {
+                    return Err(Early::Rejected("not_public", "private records are never synchronised".into()));
+                }
+            }
+            Origin::Gossip { topic, publisher, .. } => {
+                let Some(scope) = scope else {
+                    return Err(Early::Rejected("not_public", "private records are never gossiped".into()));
+                };
+                if topics::topic(&scope).hash() != *topic {
+                    return Err(Early::Rejected(
+                        "wrong_topic",
+                        format!("a {} record does not belong on {topic}", unverified.header().record_type),
+                    ));
+                }
+                let author = unverified.header().author;
+                let cosigner = unverified.body().cosigner();
+                let publisher_ok = publisher
+                    .is_some_and(|p| p == author.to_peer_id() || cosigner.is_some_and(|c| p == c.to_peer_id()));
+                if !publisher_ok {
+                    return Err(Early::Rejected(
+                        "wrong_publisher",
+                        "gossip must be published by the record's author".into(),
+                    ));
+                }
+            }
+        }
+        // Stored already, or refused: what the store would answer, without paying for the
+        // signature. (The id covers the whole content, so these are the same record; only its
+        // signature bytes could differ, and the stored copy's were verified.)
+        let id = unverified.id();
+        if let Some(outcome) = self.store.known(&id, &unverified.header().author, now) {
+            return Err(Early::Known(id, Box::new(outcome)));
+        }
+        if matches!(origin, Origin::Gossip { .. }) {
+            let author = unverified.header().author;
+            if !self.author_rate.check(&author, 1.0, instant) {
+                return Err(Early::Rejected(
+                    "author_rate_limited",
+                    format!("author {} is over its rate", author.short()),
+                ));
+            }
+        }
+        Ok(unverified)
+    }
+}
+
+/// Why an item stops before verification.
+enum Early {
+    /// Refused, with its code and reason.
+    Rejected(&'static str, String),
+    /// The store already has it, or refuses its id.
+    Known(RecordId, Box<Outcome>),
+}
+
+/// The result of an item the store did not store, counted.
+fn not_stored(metrics: &Metrics, source: Source, id: RecordId, outcome: Outcome) -> ItemResult {
+    match outcome {
+        Outcome::Stored { replaced, .. } => ItemResult::Stored { id, replaced },
+        Outcome::Duplicate => {
+            metrics.outcome(source, "duplicate");
+            ItemResult::Duplicate { id }
+        }
+        Outcome::Stale(reason) => {
+            metrics.outcome(source, "stale");
+            ItemResult::NotKept { id, reason: format!("{reason:?}") }
+        }
+        Outcome::Refused(reason) => {
+            metrics.reject(source, "quota");
+            ItemResult::NotKept { id, reason: format!("{reason:?}") }
+        }
+    }
+}
+
+impl Storer {
+    /// Handles a batch or a prune (`run` handles the Close itself).
+    fn handle(&mut self, staged: Staged) {
+        match staged {
+            Staged::Batch(v) => self.store_batch(v),
+            Staged::Prune => match self.store.prune(now_secs()) {
+                Ok(report) => tracing::debug!(?report, "pruned expired records"),
+                Err(e) => tracing::warn!(error = %e, "pruning failed"),
+            },
+            Staged::Close { reply } => {
+                let _ = reply.send(Err("the writer got a close out of order".into()));
+            }
+        }
+    }
+
+    /// Stores a verified batch in one transaction, flushes if it holds local records, then sends
+    /// events, verdicts and replies.
+    fn store_batch(&mut self, v: Verified) {
+        let Verified { jobs, mut results, mut good, places, now } = v;
         let mut changed = false;
+        let mut stored = Vec::new();
         if !good.is_empty() {
-            match self.store.apply(&good, now) {
+            match self.store.apply_prepared(&mut good, now) {
                 Ok(outcomes) => {
-                    for ((record, (j, slot)), outcome) in good.iter().zip(&good_places).zip(outcomes) {
+                    for ((p, (j, slot)), outcome) in good.iter().zip(&places).zip(outcomes) {
                         let source = jobs[*j].0.source();
-                        let id = record.id();
-                        let result = match outcome {
+                        let id = p.record().id();
+                        results[*j][*slot] = Some(match outcome {
                             Outcome::Stored { replaced, .. } => {
                                 changed = true;
                                 self.metrics.outcome(source, "stored");
-                                let scope = topics::scope_of(record.body());
-                                let _ = self.events.send(NodeEvent::stored(record, scope.clone(), source, replaced));
-                                let ours =
-                                    record.author() == &self.local || record.body().cosigner() == Some(&self.local);
-                                if matches!(jobs[*j].0, Origin::Local)
-                                    && ours
-                                    && let Some(scope) = scope
-                                {
-                                    // Blocking is fine here: the swarm task never waits on us.
-                                    let _ = self
-                                        .to_swarm
-                                        .blocking_send(ToSwarm::Publish { scope, bytes: record.bytes().to_vec() });
-                                }
+                                stored.push((p.record(), *j, replaced));
                                 ItemResult::Stored { id, replaced }
                             }
-                            Outcome::Duplicate => {
-                                self.metrics.outcome(source, "duplicate");
-                                ItemResult::Duplicate { id }
-                            }
-                            Outcome::Stale(reason) => {
-                                self.metrics.outcome(source, "stale");
-                                ItemResult::NotKept { id, reason: format!("{reason:?}") }
-                            }
-                            Outcome::Refused(reason) => {
-                                self.metrics.reject(source, "quota");
-                                ItemResult::NotKept { id, reason: format!("{reason:?}") }
-                            }
-                        };
-                        results[*j][*slot] = Some(result);
+                            other => not_stored(&self.metrics, source, id, other),
+                        });
                     }
                 }
                 Err(e) => {
                     // The store failed (disk full, I/O): nothing of this batch was written. Gossip is
                     // ignored (not the sender's fault), callers hear the error.
                     tracing::error!(error = %e, "store write failed");
-                    for (j, slot) in good_places {
+                    for &(j, slot) in &places {
                         results[j][slot] = Some(ItemResult::Rejected { code: "store_error", reason: e.to_string() });
                     }
                 }
+            }
+        }
+
+        // Group commit: the local user hears back only once their records are on disk.
+        let local = jobs.iter().any(|(o, _)| matches!(o, Origin::Local));
+        if local && let Err(e) = self.store.flush() {
+            tracing::error!(error = %e, "store flush failed");
+            for (j, (o, _)) in jobs.iter().enumerate() {
+                if matches!(o, Origin::Local) {
+                    for r in results[j].iter_mut() {
+                        if matches!(r, Some(ItemResult::Stored { .. }) | None) {
+                            *r =
+                                Some(ItemResult::Rejected { code: "store_error", reason: format!("not flushed: {e}") });
+                        }
+                    }
+                }
+            }
+        }
+
+        for (record, j, replaced) in stored {
+            let origin = &jobs[j].0;
+            let scope = topics::scope_of(record.body());
+            let _ = self.events.send(NodeEvent::stored(record, scope.clone(), origin.source(), replaced));
+            let ours = record.author() == &self.local || record.body().cosigner() == Some(&self.local);
+            if matches!(origin, Origin::Local)
+                && ours
+                && let Some(scope) = scope
+            {
+                // Blocking is fine here: the swarm task never waits on us.
+                let _ = self.to_swarm.blocking_send(ToSwarm::Publish { scope, bytes: record.bytes().to_vec() });
             }
         }
         if changed {
             let _ = self.to_swarm.blocking_send(ToSwarm::Changed);
         }
 
-        // 4. Verdicts and replies.
-        for ((origin, _, reply), results) in jobs.into_iter().zip(results) {
+        // Verdicts and replies.
+        for ((origin, reply), results) in jobs.into_iter().zip(results) {
             let results: Vec<ItemResult> = results
                 .into_iter()
                 .map(|r| r.unwrap_or(ItemResult::Rejected { code: "malformed", reason: "not processed".into() }))
@@ -297,51 +523,6 @@ impl Writer {
                 let _ = reply.send(results);
             }
         }
-    }
-
-    /// Decoding and every check that does not need the signature, cheapest first.
-    fn precheck(
-        &self,
-        origin: &Origin,
-        bytes: &[u8],
-        now: u64,
-        instant: Instant,
-        author_rate: &mut RateLimiter<PublicKey>,
-    ) -> Result<Unverified, (&'static str, String)> {
-        let err = |e: RecordError| (e.code(), e.to_string());
-        let unverified = troc_protocol::decode(bytes).map_err(err)?;
-        unverified.check_time(now).map_err(err)?;
-        let scope = topics::scope_of(unverified.body());
-        match origin {
-            Origin::Local => {}
-            Origin::Sync { .. } => {
-                if scope.is_none() {
-                    return Err(("not_public", "private records are never synchronised".into()));
-                }
-            }
-            Origin::Gossip { topic, publisher, .. } => {
-                let Some(scope) = scope else {
-                    return Err(("not_public", "private records are never gossiped".into()));
-                };
-                if topics::topic(&scope).hash() != *topic {
-                    return Err((
-                        "wrong_topic",
-                        format!("a {} record does not belong on {topic}", unverified.header().record_type),
-                    ));
-                }
-                let author = unverified.header().author;
-                let cosigner = unverified.body().cosigner();
-                let publisher_ok = publisher
-                    .is_some_and(|p| p == author.to_peer_id() || cosigner.is_some_and(|c| p == c.to_peer_id()));
-                if !publisher_ok {
-                    return Err(("wrong_publisher", "gossip must be published by the record's author".into()));
-                }
-                if !author_rate.check(&author, 1.0, instant) {
-                    return Err(("author_rate_limited", format!("author {} is over its rate", author.short())));
-                }
-            }
-        }
-        Ok(unverified)
     }
 }
 
@@ -373,4 +554,120 @@ fn gossip_verdict(result: Option<&ItemResult>) -> (MessageAcceptance, Option<&'s
 /// way, an author over our rate, our own queue or store).
 pub(crate) fn senders_fault(code: &str) -> bool {
     !matches!(code, "expired" | "author_rate_limited" | "store_error" | "queue_full")
+}
+
+/// The two ingest stages over a store, without a swarm: what the ingest benchmark drives, so that it
+/// can feed records as a peer would (no flush) as well as locally. Not part of the node's API.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct Pipeline {
+    tx: mpsc::Sender<Job>,
+    writer: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Pipeline {
+    /// Starts the stages on `store` (the writer on a new thread, which starts the verifier).
+    pub fn start(store: Store, limits: Limits, local: PublicKey) -> std::io::Result<Pipeline> {
+        let (tx, rx) = mpsc::channel(limits.ingest_queue);
+        let (to_swarm, mut swarm_rx) = mpsc::channel(1024);
+        let (events, _) = broadcast::channel(16);
+        // Nobody listens to the swarm messages: drain them so the writer never waits.
+        std::thread::Builder::new()
+            .name("troc-bench-swarm".into())
+            .spawn(move || while swarm_rx.blocking_recv().is_some() {})?;
+        let writer = Writer { local, store, metrics: Metrics::new(), limits, rx, to_swarm, events };
+        let writer = std::thread::Builder::new().name("troc-writer".into()).spawn(move || writer.run())?;
+        Ok(Pipeline { tx, writer: Some(writer) })
+    }
+
+    /// Ingests records as the local user's (`peer` = None: flushed before the answer) or as
+    /// fetched from a peer during catch-up.
+    pub async fn ingest(&self, items: Vec<Vec<u8>>, peer: Option<PeerId>) -> Option<Vec<ItemResult>> {
+        let (reply, rx) = oneshot::channel();
+        let origin = Box::new(match peer {
+            Some(peer) => Origin::Sync { peer },
+            None => Origin::Local,
+        });
+        self.tx.send(Job::Records { origin, items, reply: Some(reply) }).await.ok()?;
+        rx.await.ok()
+    }
+
+    /// Closes the store and waits for both stages to stop.
+    pub async fn close(mut self) -> Result<(), String> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(Job::Close { reply }).await.map_err(|_| "the writer is gone".to_string())?;
+        let result = rx.await.map_err(|_| "the writer stopped without closing".to_string())?;
+        if let Some(w) = self.writer.take() {
+            let _ = tokio::task::spawn_blocking(move || w.join()).await;
+        }
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use troc_protocol::{Category, Identity, Kind, Listing, ListingKey, Signed, Terms};
+
+    use crate::store::{Store, StoreConfig};
+    use crate::{Node, NodeConfig, now_secs};
+
+    fn listing(key: u8, now: u64) -> Listing {
+        Listing {
+            key: ListingKey([key; 16]),
+            revision: 1,
+            kind: Kind::Lend,
+            category: Category::Tools,
+            title: format!("Drill {key}"),
+            description: "A cordless drill.".into(),
+            tags: vec![],
+            terms: Terms::default(),
+            community: "north".into(),
+            location: "u09tv".into(),
+            available_from: None,
+            available_until: None,
+            valid_until: now + 24 * 3600,
+        }
+    }
+
+    /// Copies a directory tree as it is on disk now.
+    fn copy_dir(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).expect("mkdir");
+        for entry in std::fs::read_dir(from).expect("read dir") {
+            let entry = entry.expect("entry");
+            let target = to.join(entry.file_name());
+            if entry.file_type().expect("type").is_dir() {
+                copy_dir(&entry.path(), &target);
+            } else {
+                std::fs::copy(entry.path(), &target).expect("copy");
+            }
+        }
+    }
+
+    /// A record the local user published is on disk when `publish` returns: a copy of the database
+    /// taken at that moment, with the node still running and nothing closed (what a crash or a
+    /// power cut would leave), has it. Without the writer's flush it would sit in sled's buffers
+    /// for up to half a second.
+    #[test]
+    fn a_published_record_is_on_disk_when_publish_returns() {
+        let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = NodeConfig::for_test(dir.path().join("node"), Identity::from_seed(&[0x42; 32]));
+        let db = config.db_path();
+        let (node, _events) = rt.block_on(Node::spawn(config)).expect("spawn");
+        for key in 1..=5u8 {
+            let (record, result) = rt.block_on(node.sign_and_publish(listing(key, now_secs()))).expect("publish");
+            assert!(result.is_stored(), "{result:?}");
+            let copy = tempfile::tempdir().expect("tempdir");
+            copy_dir(&db, &copy.path().join("db"));
+            let store = Store::open(StoreConfig::new(copy.path().join("db"))).expect("open the copy");
+            assert!(store.open_repair().is_some(), "the copy was not closed: it is checked at open");
+            let found = store.get(&record.id()).expect("read");
+            assert_eq!(found.map(|r| r.id()), Some(record.id()), "record {key} is in the copy");
+            let _: Option<Signed<Listing>> =
+                store.latest_listing(node.identity().public(), &ListingKey([key; 16])).expect("read");
+        }
+        rt.block_on(node.shutdown()).expect("shutdown");
+    }
 }

@@ -1,11 +1,12 @@
 //! The listing search index behind `troc search`, the API's search and saved searches (alerts).
 //!
-//! [`SearchIndex`] is an in-memory index of the live listings. It is derived from the store and can
-//! be rebuilt from it at any time ([`SearchIndex::build`] over `Store::listings`), then kept up to
-//! date from the writer's events ([`SearchIndex::upsert`], [`SearchIndex::remove_address`],
-//! [`SearchIndex::remove_id`], [`SearchIndex::remove_expired`]). It never holds more listings than
-//! the store does (the store's quotas bound both). Queries take `&self` and updates `&mut self`, so
-//! the index lives behind an `RwLock` shared by the API and the event stream.
+//! [`SearchIndex`] is an in-memory index of the live listings. The store holds one (`Store::search`):
+//! it is rebuilt with the store's other indexes at open and kept up to date by the writer as listings
+//! become current, are superseded, withdrawn, revoked or pruned ([`SearchIndex::upsert_document`],
+//! [`SearchIndex::remove_id`]); the words of a listing ([`Document`]) are found on the ingest
+//! pipeline's verification thread. It can also be built on its own ([`SearchIndex::build`]). It never
+//! holds more listings than the store does (the store's quotas bound both). Queries take `&self` and
+//! updates `&mut self`, so the index lives behind an `RwLock`.
 //!
 //! # Query semantics
 //!
@@ -54,6 +55,7 @@ use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use troc_protocol::geohash;
@@ -691,6 +693,64 @@ struct Candidate {
     distance: Option<f64>,
 }
 
+/// A listing made ready for [`SearchIndex::upsert_document`]: its words found, folded, weighed and
+/// counted. Making one is most of the cost of indexing a listing, and needs no access to the index.
+#[derive(Debug, Clone)]
+pub struct Document {
+    id: RecordId,
+    author: PublicKey,
+    created_at: Timestamp,
+    key: ListingKey,
+    revision: u32,
+    valid_until: Timestamp,
+    kind: Kind,
+    category: Category,
+    community: Box<str>,
+    tags: Vec<Box<str>>,
+    title: Box<str>,
+    point: Option<(f32, f32)>,
+    /// Each distinct word with its weighted frequency.
+    words: Vec<(Box<str>, u8)>,
+    doc_len: u16,
+}
+
+impl Document {
+    /// The document of a listing with this id, author and creation time (a verified record's; the
+    /// caller vouches for that, the index only reads the fields).
+    pub fn new(id: RecordId, author: &PublicKey, created_at: Timestamp, l: &Listing) -> Self {
+        let (words, doc_len) = listing_words(l);
+        Document {
+            id,
+            author: *author,
+            created_at,
+            key: l.key,
+            revision: l.revision,
+            valid_until: l.valid_until,
+            kind: l.kind,
+            category: l.category,
+            community: l.community.as_str().into(),
+            tags: l.tags.iter().map(|t| t.as_str().into()).collect(),
+            title: l.title.as_str().into(),
+            point: cell_point(&l.location),
+            words: words
+                .into_iter()
+                .map(|(w, weight)| (w.into_boxed_str(), u8::try_from(weight).unwrap_or(u8::MAX)))
+                .collect(),
+            doc_len: u16::try_from(doc_len).unwrap_or(u16::MAX),
+        }
+    }
+
+    /// The document of a verified listing.
+    pub fn of(listing: &Signed<Listing>) -> Self {
+        Document::new(listing.id(), listing.author(), listing.created_at(), listing.body())
+    }
+
+    /// The id of the listing revision it describes.
+    pub fn id(&self) -> RecordId {
+        self.id
+    }
+}
+
 /// The in-memory search index of the live listings. See the module documentation.
 #[derive(Clone, Default)]
 pub struct SearchIndex {
@@ -699,7 +759,11 @@ pub struct SearchIndex {
     /// Live entries, and the sum of their document lengths (BM25's average).
     live: usize,
     live_doc_len: u64,
-    terms: BTreeMap<Box<str>, Postings>,
+    /// Every indexed word → its number in `postings`: ordered, for prefix ranges.
+    terms: BTreeMap<Arc<str>, u32>,
+    /// The same, hashed: exact lookups (every word of every listing indexed does one).
+    term_ids: HashMap<Arc<str>, u32>,
+    postings: Vec<Postings>,
     tags: HashMap<Box<str>, Vec<u32>>,
     authors: Vec<AuthorEntry>,
     author_ids: HashMap<[u8; 32], u32>,
@@ -744,7 +808,7 @@ impl SearchIndex {
 
     /// Gives back the spare capacity of every list (build does it once at the end).
     pub fn shrink_to_fit(&mut self) {
-        for p in self.terms.values_mut() {
+        for p in &mut self.postings {
             p.slots.shrink_to_fit();
             p.tfs.shrink_to_fit();
         }
@@ -772,10 +836,15 @@ impl SearchIndex {
     /// Indexes a listing, replacing the entry of an older revision of the same address. Returns
     /// false, and changes nothing, when the same or a newer revision is already indexed.
     pub fn upsert(&mut self, listing: &Signed<Listing>) -> bool {
-        let l = listing.body();
-        let author = self.intern_author(listing.author());
-        if let Some(&slot) = self.by_address.get(&(author, l.key)) {
-            if self.cold[slot as usize].revision >= l.revision {
+        self.upsert_document(Document::of(listing))
+    }
+
+    /// [`SearchIndex::upsert`] of a listing prepared with [`Document::new`] (the costly part, the
+    /// words, is then done before taking the index's lock, e.g. on the ingest verification thread).
+    pub fn upsert_document(&mut self, doc: Document) -> bool {
+        let author = self.intern_author(&doc.author);
+        if let Some(&slot) = self.by_address.get(&(author, doc.key)) {
+            if self.cold[slot as usize].revision >= doc.revision {
                 return false;
             }
             self.kill(slot);
@@ -784,44 +853,51 @@ impl SearchIndex {
             // Four billion slots: unreachable under the store's quotas.
             return false;
         };
-        let community = self.intern_community(&l.community);
-        let (words, doc_len) = listing_words(l);
-        let doc_len = u16::try_from(doc_len).unwrap_or(u16::MAX);
-        for (word, weight) in words {
-            let tf = u8::try_from(weight).unwrap_or(u8::MAX);
-            match self.terms.get_mut(word.as_str()) {
-                Some(p) => {
+        let community = self.intern_community(&doc.community);
+        for (word, tf) in doc.words {
+            match self.term_ids.get(&*word) {
+                Some(&t) => {
+                    let p = &mut self.postings[t as usize];
                     p.slots.push(slot);
                     p.tfs.push(tf);
                 }
                 None => {
-                    self.terms.insert(word.into_boxed_str(), Postings { slots: vec![slot], tfs: vec![tf] });
+                    let t = self.postings.len() as u32;
+                    self.postings.push(Postings { slots: vec![slot], tfs: vec![tf] });
+                    let word: Arc<str> = Arc::from(word);
+                    self.terms.insert(Arc::clone(&word), t);
+                    self.term_ids.insert(word, t);
                 }
             }
         }
-        for tag in &l.tags {
-            self.tags.entry(tag.as_str().into()).or_default().push(slot);
+        for tag in doc.tags {
+            match self.tags.get_mut(&*tag) {
+                Some(v) => v.push(slot),
+                None => {
+                    self.tags.insert(tag, vec![slot]);
+                }
+            }
         }
         self.authors[author as usize].slots.push(slot);
         self.communities[community as usize].1.push(slot);
-        let (lat, lon) = cell_point(&l.location).unwrap_or((f32::NAN, f32::NAN));
+        let (lat, lon) = doc.point.unwrap_or((f32::NAN, f32::NAN));
         self.hot.push(Hot {
-            created_at: listing.created_at(),
-            valid_until: l.valid_until,
+            created_at: doc.created_at,
+            valid_until: doc.valid_until,
             lat,
             lon,
             author,
             community,
-            doc_len,
-            kind: l.kind,
-            category: l.category,
+            doc_len: doc.doc_len,
+            kind: doc.kind,
+            category: doc.category,
             alive: true,
         });
-        self.cold.push(Cold { id: listing.id(), key: l.key, revision: l.revision, title: l.title.as_str().into() });
-        self.by_address.insert((author, l.key), slot);
-        self.by_id.insert(listing.id(), slot);
+        self.cold.push(Cold { id: doc.id, key: doc.key, revision: doc.revision, title: doc.title });
+        self.by_address.insert((author, doc.key), slot);
+        self.by_id.insert(doc.id, slot);
         self.live += 1;
-        self.live_doc_len += doc_len as u64;
+        self.live_doc_len += doc.doc_len as u64;
         true
     }
 
@@ -927,7 +1003,10 @@ impl SearchIndex {
             });
             shrink(v);
         };
-        self.terms.retain(|_, p| {
+        let mut old_postings = std::mem::take(&mut self.postings);
+        let postings = &mut self.postings;
+        self.terms.retain(|_, t| {
+            let p = &mut old_postings[*t as usize];
             let mut w = 0;
             for r in 0..p.slots.len() {
                 let m = map[p.slots[r] as usize];
@@ -941,8 +1020,14 @@ impl SearchIndex {
             p.tfs.truncate(w);
             shrink(&mut p.slots);
             shrink(&mut p.tfs);
-            w > 0
+            if w == 0 {
+                return false;
+            }
+            *t = postings.len() as u32;
+            postings.push(std::mem::take(p));
+            true
         });
+        self.term_ids = self.terms.iter().map(|(w, &t)| (Arc::clone(w), t)).collect();
         self.tags.retain(|_, v| {
             keep(v);
             !v.is_empty()
@@ -1083,10 +1168,10 @@ impl SearchIndex {
                 self.terms
                     .range::<str, _>((std::ops::Bound::Included(t.word.as_str()), std::ops::Bound::Unbounded))
                     .take_while(|(w, _)| w.starts_with(t.word.as_str()))
-                    .map(|(_, p)| p)
+                    .map(|(_, &p)| &self.postings[p as usize])
                     .collect()
             } else {
-                self.terms.get(t.word.as_str()).into_iter().collect()
+                self.term_ids.get(t.word.as_str()).map(|&p| &self.postings[p as usize]).into_iter().collect()
             };
             if lists.is_empty() {
                 return Vec::new();
@@ -1158,9 +1243,11 @@ impl SearchIndex {
         b += self.hot.capacity() * size_of::<Hot>();
         b += self.cold.capacity() * size_of::<Cold>();
         b += self.cold.iter().map(|c| c.title.len()).sum::<usize>();
-        for (w, p) in &self.terms {
-            b += (size_of::<Box<str>>() + size_of::<Postings>()) * 3 / 2 + w.len();
-            b += p.slots.capacity() * 4 + p.tfs.capacity();
+        for (w, &t) in &self.terms {
+            // B-tree entry, hash entry, the shared word (with its two counts), the lists.
+            b += size_of::<(Arc<str>, u32)>() * 3 / 2 + size_of::<(Arc<str>, u32)>() + 1 + 16 + w.len();
+            let p = &self.postings[t as usize];
+            b += size_of::<Postings>() + p.slots.capacity() * 4 + p.tfs.capacity();
         }
         b += map_bytes(self.tags.capacity(), size_of::<(Box<str>, Vec<u32>)>());
         b += self.tags.iter().map(|(t, v)| t.len() + v.capacity() * 4).sum::<usize>();

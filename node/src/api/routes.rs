@@ -440,7 +440,14 @@ async fn mine(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
 
 /// Builds a search query from query-string pairs (`kind` may repeat or hold a comma list).
 /// `extra` lists further keys the caller handles itself (they are skipped here).
-pub(crate) fn search_query(pairs: &[(String, String)], extra: &[&str]) -> Result<SearchQuery, ApiError> {
+///
+/// Distances: `within_km` or `sort=distance` without `near` are measured from the node's own
+/// location (`troc.toml`), and `near` alone sorts by distance.
+pub(crate) fn search_query(
+    pairs: &[(String, String)],
+    extra: &[&str],
+    home: Option<&str>,
+) -> Result<SearchQuery, ApiError> {
     let mut q = SearchQuery::default();
     for (k, v) in pairs {
         let v = v.trim();
@@ -483,22 +490,29 @@ pub(crate) fn search_query(pairs: &[(String, String)], extra: &[&str]) -> Result
             other => return Err(ApiError::bad_request(format!("unknown query parameter {other:?}"))),
         }
     }
+    let wants_distance = q.within_km.is_some() || q.sort == Some(Sort::Distance);
+    if q.near.is_none() && wants_distance {
+        q.near = Some(home.map(str::to_owned).ok_or_else(|| {
+            ApiError::bad_request("within_km and sort=distance need near: this node has no location (troc.toml)")
+        })?);
+    }
+    if q.near.is_some() && q.within_km.is_none() && q.sort.is_none() {
+        q.sort = Some(Sort::Distance);
+    }
     q.prepare().map_err(|e| ApiError::bad_request(e.to_string()))?;
     Ok(q)
 }
 
 /// Runs a search in the store's index.
 pub(crate) fn run_search(state: &AppState, q: &SearchQuery) -> Result<SearchResults, ApiError> {
-    let now = now();
-    let all = state.node.store().listings(&crate::store::ListingFilter::default(), now)?;
-    crate::search::SearchIndex::build(all, now).search(q, now).map_err(|e| ApiError::bad_request(e.to_string()))
+    state.node.store().search(q, now()).map_err(|e| ApiError::bad_request(e.to_string()))
 }
 
 async fn search(
     State(state): State<AppState>,
     ApiQuery(pairs): ApiQuery<Vec<(String, String)>>,
 ) -> Result<Json<Value>, ApiError> {
-    let q = search_query(&pairs, &[])?;
+    let q = search_query(&pairs, &[], state.profile.location.as_deref())?;
     blocking(move || {
         let results = run_search(&state, &q)?;
         let store = state.node.store();
@@ -592,7 +606,7 @@ async fn events(
         }
     }
     let has_filters = pairs.iter().any(|(k, _)| k != "types");
-    let query = search_query(&pairs, &["types"])?;
+    let query = search_query(&pairs, &["types"], state.profile.location.as_deref())?;
     let author = query.author;
     let prepared =
         if has_filters { Some(query.prepare().map_err(|e| ApiError::bad_request(e.to_string()))?) } else { None };

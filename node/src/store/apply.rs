@@ -1,396 +1,387 @@
 //! Writing records: the apply rules (duplicates, refused ids, revisions, withdrawals, profiles,
-//! revocations, expiry, quotas) and the transactional helpers every write goes through.
+//! revocations, expiry, quotas), and how a batch's changes reach sled and then memory.
 //!
-//! sled transactions offer only point reads and writes (no scans), so every rule here is decided by
-//! point lookups: the `heads` tree holds the current revision of each replaceable address and the
-//! `counts` tree the counters the quotas need, both updated in the same transaction as the records.
-//! Reads inside a transaction see its own earlier writes, which is how a later record in a batch
-//! sees an earlier one.
+//! A write has three steps, all under the store's writer mutex:
+//! 1. **plan**: the rules decide each record's outcome by reading the in-memory state ([`Mem`])
+//!    through a [`Plan`], which overlays the batch's own earlier changes (so a later record in a
+//!    batch sees an earlier one) and records the changes as [`Op`]s. Nothing is written yet.
+//! 2. **commit**: the ops go to sled in one transaction over `log` and `refused` (records stored
+//!    and removed, markers set and dropped): after a crash, all of a batch or none of it is there.
+//! 3. **absorb**: only once the transaction committed, the ops are applied to the in-memory state
+//!    and the search index. If the commit fails, memory is untouched, like the disk.
+//!
+//! Planning needs no sled read at all (a duplicate, a head, a counter are memory lookups), so a new
+//! listing costs sled one write.
+
+use std::collections::{HashMap, HashSet};
 
 use sled::Transactional;
-use sled::transaction::{ConflictableTransactionError, TransactionalTree};
-use tracing::warn;
-use troc_protocol::{Body, Header, PublicKey, RecordId, RecordType, SignedRecord, Timestamp, decode};
+use sled::transaction::ConflictableTransactionError;
+use troc_protocol::{Body, ListingKey, PublicKey, RecordId, RecordType, SignedRecord, Timestamp};
 
-use super::keys::{self, Ix, ListingHead, Marker, ProfileHead};
+use super::keys::{self, Marker};
+use super::mem::{Extra, Mem};
 use super::{
-    MAX_RECORDS_PER_TRANSACTION, Outcome, QuotaKind, Quotas, RefuseReason, StaleReason, Store, StoreError, Trees,
+    MAX_RECORDS_PER_TRANSACTION, Outcome, Prepared, QuotaKind, Quotas, RefuseReason, StaleReason, Store, StoreError,
 };
 
-pub(super) type TxResult<T> = Result<T, ConflictableTransactionError<StoreError>>;
-
-/// A transaction's view of every tree.
-pub(super) struct Tx<'a> {
-    pub meta: &'a TransactionalTree,
-    pub records: &'a TransactionalTree,
-    pub refused: &'a TransactionalTree,
-    pub heads: &'a TransactionalTree,
-    pub by_author: &'a TransactionalTree,
-    pub by_scope: &'a TransactionalTree,
-    pub by_kind: &'a TransactionalTree,
-    pub by_expiry: &'a TransactionalTree,
-    pub links: &'a TransactionalTree,
-    pub counts: &'a TransactionalTree,
+/// One change of a batch, in order.
+#[derive(Debug, Clone)]
+pub(super) enum Op {
+    /// Store record `rec` of the batch under `log` key `seq`.
+    Insert { rec: usize, seq: u64 },
+    /// Remove a stored record (its `log` key is `seq`).
+    Remove { id: RecordId, seq: u64 },
+    /// Set a refused-id marker.
+    Mark { id: RecordId, marker: Marker },
+    /// Drop a refused-id marker.
+    Unmark { id: RecordId },
 }
 
 /// What removing a record found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Removed {
     NotStored,
-    /// Removed, with its index entries; of this type.
+    /// Removed; of this type.
     Record(RecordType),
-    /// The bytes were removed, but they did not decode: their index entries could not be found.
-    Corrupt,
 }
 
-impl Trees {
-    /// Runs `f` in one transaction over every tree. `f` may run more than once (sled retries on
-    /// conflicts), so it must only read its inputs and write through the `Tx`.
-    pub(super) fn transact<A>(&self, f: impl Fn(&Tx<'_>) -> TxResult<A>) -> Result<A, StoreError> {
-        let trees = (
-            &self.meta,
-            &self.records,
-            &self.refused,
-            &self.heads,
-            &self.by_author,
-            &self.by_scope,
-            &self.by_kind,
-            &self.by_expiry,
-            &self.links,
-            &self.counts,
-        );
-        let r = trees.transaction(
-            |(meta, records, refused, heads, by_author, by_scope, by_kind, by_expiry, links, counts)| {
-                let tx = Tx { meta, records, refused, heads, by_author, by_scope, by_kind, by_expiry, links, counts };
-                // Any write means the store is open and in use: a `close` from another clone no longer
-                // describes the database.
-                tx.meta.remove(keys::META_CLEAN_SHUTDOWN)?;
-                f(&tx)
-            },
-        )?;
-        Ok(r)
+/// The current head of a replaceable address: a listing's current revision (`rank` = revision,
+/// `expiry` = valid_until) or a profile (`rank` = created_at).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Head {
+    pub id: RecordId,
+    pub rank: u64,
+    pub expiry: Timestamp,
+}
+
+impl Head {
+    /// Does `(rank, id)` beat this head? Higher rank wins; on a tie the greater id, so every node
+    /// picks the same one whatever the arrival order.
+    pub fn is_beaten_by(&self, rank: u64, id: &RecordId) -> bool {
+        (rank, id) > (self.rank, &self.id)
     }
 }
 
-impl Tx<'_> {
-    fn index(&self, ix: Ix) -> &TransactionalTree {
-        match ix {
-            Ix::ByAuthor => self.by_author,
-            Ix::ByScope => self.by_scope,
-            Ix::ByKind => self.by_kind,
-            Ix::ByExpiry => self.by_expiry,
-            Ix::Links => self.links,
+/// What removing a record needs to know about it.
+#[derive(Debug, Clone, Copy)]
+struct Info {
+    seq: u64,
+    author: [u8; 32],
+    rtype: RecordType,
+    /// The listing address of a listing or a withdrawal.
+    key: Option<ListingKey>,
+}
+
+/// A batch's changes being decided: the in-memory state plus what the batch changed so far.
+pub(super) struct Plan<'a> {
+    mem: &'a Mem,
+    pub next_seq: u64,
+    pub ops: Vec<Op>,
+    /// Records stored by this batch and not removed since.
+    added: HashMap<RecordId, Info>,
+    /// Records of `mem` removed by this batch.
+    removed: HashSet<RecordId>,
+    markers: HashMap<RecordId, Option<Marker>>,
+    listing_heads: HashMap<([u8; 32], ListingKey), Option<Head>>,
+    withdrawal_heads: HashMap<([u8; 32], ListingKey), Option<RecordId>>,
+    profile_heads: HashMap<[u8; 32], Option<Head>>,
+    total: i64,
+    author_records: HashMap<[u8; 32], i64>,
+    author_live: HashMap<[u8; 32], i64>,
+}
+
+impl<'a> Plan<'a> {
+    pub fn new(mem: &'a Mem) -> Self {
+        Plan {
+            mem,
+            next_seq: mem.next_seq,
+            ops: Vec::new(),
+            added: HashMap::new(),
+            removed: HashSet::new(),
+            markers: HashMap::new(),
+            listing_heads: HashMap::new(),
+            withdrawal_heads: HashMap::new(),
+            profile_heads: HashMap::new(),
+            total: 0,
+            author_records: HashMap::new(),
+            author_live: HashMap::new(),
         }
     }
 
-    /// Flags the store for a repair at the next open.
-    pub fn flag_repair(&self, why: &str) -> TxResult<()> {
-        warn!(why, "store inconsistency seen: a repair will run at the next open");
-        self.meta.insert(keys::META_NEEDS_REPAIR, &[1u8])?;
-        Ok(())
-    }
+    // -----------------------------------------------------------------------------------------
+    // Reads: the overlay first, then memory.
 
-    /// A counter's value (missing is zero; a corrupt one counts as zero and flags a repair, which
-    /// recounts).
-    pub fn counter(&self, key: &[u8]) -> TxResult<u64> {
-        let v = self.counts.get(key)?;
-        match keys::counter_value(v.as_deref()) {
-            Some(n) => Ok(n),
-            None => {
-                self.flag_repair("corrupt counter")?;
-                Ok(0)
-            }
+    fn info(&self, id: &RecordId) -> Option<Info> {
+        if let Some(i) = self.added.get(id) {
+            return Some(*i);
         }
-    }
-
-    /// Adds `delta` to a counter (saturating at zero: a counter that drifted is fixed by a repair).
-    pub fn bump(&self, key: &[u8], delta: i64) -> TxResult<()> {
-        let n = self.counter(key)?.saturating_add_signed(delta);
-        if n == 0 {
-            self.counts.remove(key)?;
-        } else {
-            self.counts.insert(key, &n.to_be_bytes())?;
+        if self.removed.contains(id) {
+            return None;
         }
-        Ok(())
-    }
-
-    /// Stores a record and its index entries, and counts it.
-    pub fn insert_record(&self, rec: &SignedRecord) -> TxResult<()> {
-        let id = rec.id();
-        self.records.insert(id.as_bytes(), rec.bytes())?;
-        self.index_record(&id, rec.header(), rec.body(), rec.bytes().len() as u64)
-    }
-
-    /// Writes a stored record's index entries and counts it (`len`: its size in bytes).
-    pub fn index_record(&self, id: &RecordId, header: &Header, body: &Body, len: u64) -> TxResult<()> {
-        for (ix, k, v) in keys::entries(id, header, body) {
-            self.index(ix).insert(k, v)?;
-        }
-        self.count_record(header.author.as_bytes(), header.record_type, len, 1)
-    }
-
-    fn count_record(&self, author: &[u8; 32], t: RecordType, len: u64, sign: i64) -> TxResult<()> {
-        self.bump(keys::COUNT_TOTAL, sign)?;
-        self.bump(keys::COUNT_BYTES, sign.saturating_mul(len as i64))?;
-        self.bump(&keys::count_author(author), sign)?;
-        self.bump(&keys::count_type(t), sign)
-    }
-
-    /// Removes a stored record with its index entries and uncounts it; if it was the head of its
-    /// address (current listing revision, withdrawal, current profile), the address loses its head.
-    /// Refused markers are the caller's business.
-    pub fn remove_record(&self, id: &RecordId) -> TxResult<Removed> {
-        let Some(bytes) = self.records.remove(id.as_bytes())? else {
-            return Ok(Removed::NotStored);
+        let m = self.mem.get(id)?;
+        let key = match m.extra {
+            Extra::Listing { key, .. } | Extra::Withdrawal { key } => Some(key),
+            _ => None,
         };
-        // Decode only (no signature check): the bytes are ours, read back to find their index
-        // entries; nothing here hands out a `Signed`.
-        let u = match decode(&bytes) {
-            Ok(u) if u.id() == *id => u,
-            _ => {
-                self.bump(keys::COUNT_TOTAL, -1)?;
-                self.bump(keys::COUNT_BYTES, -(bytes.len() as i64))?;
-                self.flag_repair("a removed record did not decode")?;
-                return Ok(Removed::Corrupt);
-            }
-        };
-        let (header, body) = (u.header(), u.body());
-        for (ix, k, _) in keys::entries(id, header, body) {
-            self.index(ix).remove(k)?;
+        Some(Info { seq: m.seq, author: *self.mem.person_key(m.author)?, rtype: m.rtype, key })
+    }
+
+    fn stored(&self, id: &RecordId) -> bool {
+        self.added.contains_key(id) || (!self.removed.contains(id) && self.mem.contains(id))
+    }
+
+    fn marker(&self, id: &RecordId) -> Option<Marker> {
+        match self.markers.get(id) {
+            Some(m) => *m,
+            None => self.mem.marker(id),
         }
-        self.count_record(header.author.as_bytes(), header.record_type, bytes.len() as u64, -1)?;
-        match body {
+    }
+
+    pub fn listing_head(&self, author: &[u8; 32], key: &ListingKey) -> Option<Head> {
+        if let Some(h) = self.listing_heads.get(&(*author, *key)) {
+            return *h;
+        }
+        let m = self.mem.listing_head(author, key)?;
+        match m.extra {
+            Extra::Listing { revision, .. } => Some(Head { id: m.id, rank: u64::from(revision), expiry: m.expiry }),
+            _ => None,
+        }
+    }
+
+    fn withdrawal_head(&self, author: &[u8; 32], key: &ListingKey) -> Option<RecordId> {
+        match self.withdrawal_heads.get(&(*author, *key)) {
+            Some(h) => *h,
+            None => self.mem.withdrawal_head(author, key).map(|m| m.id),
+        }
+    }
+
+    fn profile_head(&self, author: &[u8; 32]) -> Option<Head> {
+        match self.profile_heads.get(author) {
+            Some(h) => *h,
+            None => self.mem.profile_head(author).map(|m| Head { id: m.id, rank: m.created_at, expiry: m.expiry }),
+        }
+    }
+
+    fn total(&self) -> u64 {
+        self.mem.total().saturating_add_signed(self.total)
+    }
+
+    fn author_records(&self, author: &[u8; 32]) -> u64 {
+        let d = self.author_records.get(author).copied().unwrap_or(0);
+        u64::from(self.mem.person(author).records).saturating_add_signed(d)
+    }
+
+    fn author_live(&self, author: &[u8; 32]) -> u64 {
+        let d = self.author_live.get(author).copied().unwrap_or(0);
+        u64::from(self.mem.person(author).live).saturating_add_signed(d)
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Changes.
+
+    /// Stores record `rec` of the batch; a listing, withdrawal or profile becomes its address's
+    /// head (the rules removed the previous one first).
+    fn insert(&mut self, rec: usize, r: &SignedRecord) {
+        let (id, author) = (r.id(), *r.author().as_bytes());
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.ops.push(Op::Insert { rec, seq });
+        let key = match r.body() {
             Body::Listing(l) => {
-                let hk = keys::head_listing(&header.author, &l.key);
-                if self.heads.get(&hk)?.and_then(|v| ListingHead::decode(&v)).is_some_and(|h| h.id == *id) {
-                    self.drop_listing_head(&header.author, &l.key)?;
+                if self.listing_head(&author, &l.key).is_none() {
+                    *self.author_live.entry(author).or_default() += 1;
                 }
+                let head = Head { id, rank: u64::from(l.revision), expiry: l.valid_until };
+                self.listing_heads.insert((author, l.key), Some(head));
+                Some(l.key)
             }
             Body::Withdrawal(w) => {
-                let hk = keys::head_withdrawal(&header.author, &w.listing_key);
-                if self.heads.get(&hk)?.is_some_and(|v| v.as_ref() == id.as_bytes()) {
-                    self.heads.remove(hk)?;
-                }
+                self.withdrawal_heads.insert((author, w.listing_key), Some(id));
+                Some(w.listing_key)
             }
             Body::Profile(_) => {
-                let hk = keys::head_profile(&header.author);
-                if self.heads.get(&hk)?.and_then(|v| ProfileHead::decode(&v)).is_some_and(|h| h.id == *id) {
-                    self.heads.remove(hk)?;
-                }
+                self.profile_heads.insert(author, Some(Head { id, rank: r.created_at(), expiry: 0 }));
+                None
+            }
+            _ => None,
+        };
+        self.added.insert(id, Info { seq, author, rtype: r.record_type(), key });
+        self.total += 1;
+        *self.author_records.entry(author).or_default() += 1;
+    }
+
+    /// Removes a stored record; if it was the head of its address, the address loses its head.
+    /// Refused markers are the caller's business.
+    pub fn remove(&mut self, id: &RecordId) -> Removed {
+        let Some(info) = self.info(id) else { return Removed::NotStored };
+        if self.added.remove(id).is_none() {
+            self.removed.insert(*id);
+        }
+        self.ops.push(Op::Remove { id: *id, seq: info.seq });
+        self.total -= 1;
+        *self.author_records.entry(info.author).or_default() -= 1;
+        match (info.rtype, info.key) {
+            (RecordType::Listing, Some(key)) if self.listing_head(&info.author, &key).is_some_and(|h| h.id == *id) => {
+                self.listing_heads.insert((info.author, key), None);
+                *self.author_live.entry(info.author).or_default() -= 1;
+            }
+            (RecordType::Withdrawal, Some(key)) if self.withdrawal_head(&info.author, &key) == Some(*id) => {
+                self.withdrawal_heads.insert((info.author, key), None);
+            }
+            (RecordType::Profile, _) if self.profile_head(&info.author).is_some_and(|h| h.id == *id) => {
+                self.profile_heads.insert(info.author, None);
             }
             _ => {}
         }
-        Ok(Removed::Record(header.record_type))
-    }
-
-    /// Removes a listing address's head, if any, and uncounts it as live.
-    pub fn drop_listing_head(&self, author: &PublicKey, key: &troc_protocol::ListingKey) -> TxResult<()> {
-        if self.heads.remove(keys::head_listing(author, key))?.is_some() {
-            self.bump(&keys::count_live(author.as_bytes()), -1)?;
-            self.bump(keys::COUNT_LIVE, -1)?;
-        }
-        Ok(())
-    }
-
-    pub fn set_listing_head(
-        &self,
-        author: &PublicKey,
-        key: &troc_protocol::ListingKey,
-        head: ListingHead,
-    ) -> TxResult<()> {
-        if self.heads.insert(keys::head_listing(author, key), head.encode())?.is_none() {
-            self.bump(&keys::count_live(author.as_bytes()), 1)?;
-            self.bump(keys::COUNT_LIVE, 1)?;
-        }
-        Ok(())
+        Removed::Record(info.rtype)
     }
 
     /// Remembers `id` (by `author`) as refused until `expiry`. An existing marker of the same author
     /// is extended, never shortened. `claim` marks a marker made from a revocation of a record we
     /// have not seen: it only claims the author, so it never overwrites a marker of another author
     /// made from an actual record.
-    pub fn mark_refused(&self, id: &RecordId, author: &PublicKey, expiry: Timestamp, claim: bool) -> TxResult<()> {
-        let author = *author.as_bytes();
-        let old = self.refused.get(id.as_bytes())?.and_then(|v| Marker::decode(&v));
-        let expiry = match old {
-            Some(m) if m.author != author && claim => return Ok(()),
-            Some(m) if m.author == author => m.expiry.max(expiry),
+    pub fn mark_refused(&mut self, id: &RecordId, author: &[u8; 32], expiry: Timestamp, claim: bool) {
+        let expiry = match self.marker(id) {
+            Some(m) if m.author != *author && claim => return,
+            Some(m) if m.author == *author => m.expiry.max(expiry),
             _ => expiry,
         };
-        if let Some(m) = old
-            && m.expiry != keys::NEVER
-        {
-            self.by_expiry.remove(keys::expiry_key(keys::EXPIRY_MARKER, m.expiry, id))?;
-        }
-        self.refused.insert(id.as_bytes(), Marker { expiry, author }.encode())?;
-        if expiry != keys::NEVER {
-            self.by_expiry.insert(keys::expiry_key(keys::EXPIRY_MARKER, expiry, id), &[])?;
-        }
-        Ok(())
+        let marker = Marker { expiry, author: *author };
+        self.markers.insert(*id, Some(marker));
+        self.ops.push(Op::Mark { id: *id, marker });
     }
 
-    /// Is `id` by `author` refused at `now`?
-    fn is_refused(&self, id: &RecordId, author: &PublicKey, now: Timestamp) -> TxResult<bool> {
-        Ok(self
-            .refused
-            .get(id.as_bytes())?
-            .and_then(|v| Marker::decode(&v))
-            .is_some_and(|m| m.author == *author.as_bytes() && m.expiry > now))
+    /// Drops the marker of `id`.
+    pub fn unmark(&mut self, id: &RecordId) {
+        if self.marker(id).is_some() {
+            self.markers.insert(*id, None);
+            self.ops.push(Op::Unmark { id: *id });
+        }
     }
 
     /// Which quota, if any, refuses adding `added` records by `author`.
-    fn quota(&self, q: &Quotas, author: &PublicKey, added: u64) -> TxResult<Option<QuotaKind>> {
+    fn quota(&self, q: &Quotas, author: &[u8; 32], added: u64) -> Option<QuotaKind> {
         if added == 0 {
-            return Ok(None);
+            return None;
         }
-        if self.counter(keys::COUNT_TOTAL)?.saturating_add(added) > q.max_total_records as u64 {
-            return Ok(Some(QuotaKind::TotalRecords));
+        if self.total().saturating_add(added) > q.max_total_records as u64 {
+            return Some(QuotaKind::TotalRecords);
         }
-        if self.counter(&keys::count_author(author.as_bytes()))?.saturating_add(added) > q.max_records_per_author as u64
-        {
-            return Ok(Some(QuotaKind::AuthorRecords));
+        if self.author_records(author).saturating_add(added) > q.max_records_per_author as u64 {
+            return Some(QuotaKind::AuthorRecords);
         }
-        Ok(None)
+        None
     }
 
-    /// Applies one record: the rules of [`Store::apply`].
-    fn apply_one(&self, rec: &SignedRecord, now: Timestamp, q: &Quotas) -> TxResult<Outcome> {
-        let id = rec.id();
-        if self.records.get(id.as_bytes())?.is_some() {
-            return Ok(Outcome::Duplicate);
+    /// Is `id` known dead for a record by `author` at `now` (before the batch's changes: used by
+    /// the ingest pipeline to skip verifying what it would not store)?
+    pub fn known(mem: &Mem, id: &RecordId, author: &PublicKey, now: Timestamp) -> Option<Outcome> {
+        if mem.contains(id) {
+            return Some(Outcome::Duplicate);
         }
-        let author = rec.author();
-        if self.is_refused(&id, author, now)? {
-            return Ok(Outcome::Stale(StaleReason::Refused));
+        mem.marker(id).filter(|m| m.refuses(author.as_bytes(), now)).map(|_| Outcome::Stale(StaleReason::Refused))
+    }
+
+    /// Applies record `rec` of the batch: the rules of [`Store::apply`].
+    pub fn apply_one(&mut self, rec: usize, r: &SignedRecord, now: Timestamp, q: &Quotas) -> Outcome {
+        let id = r.id();
+        if self.stored(&id) {
+            return Outcome::Duplicate;
         }
-        if keys::expiry_of(rec.header(), rec.body()).is_some_and(|e| e <= now) {
-            return Ok(Outcome::Stale(StaleReason::Expired));
+        let author = *r.author().as_bytes();
+        if self.marker(&id).is_some_and(|m| m.refuses(&author, now)) {
+            return Outcome::Stale(StaleReason::Refused);
         }
-        let scope = keys::scope_of(rec.header(), rec.body());
+        if keys::expiry_of(r.header(), r.body()).is_some_and(|e| e <= now) {
+            return Outcome::Stale(StaleReason::Expired);
+        }
+        let scope = keys::scope_of(r.header(), r.body());
         let stored = |replaced| Outcome::Stored { id, scope: scope.clone(), replaced };
         let quota_refused = |k| Outcome::Refused(RefuseReason::Quota(k));
 
-        match rec.body() {
+        match r.body() {
             Body::Listing(l) => {
-                if self.heads.get(keys::head_withdrawal(author, &l.key))?.is_some() {
-                    return Ok(Outcome::Stale(StaleReason::Withdrawn));
+                if self.withdrawal_head(&author, &l.key).is_some() {
+                    return Outcome::Stale(StaleReason::Withdrawn);
                 }
-                let current = self.listing_head(author, &l.key)?;
-                let new_head = ListingHead { id, revision: l.revision, valid_until: l.valid_until };
-                match current {
-                    Some(h) if !h.is_beaten_by(l.revision, &id) => {
-                        self.mark_refused(&id, author, l.valid_until, false)?;
-                        Ok(Outcome::Stale(StaleReason::OlderRevision))
+                match self.listing_head(&author, &l.key) {
+                    Some(h) if !h.is_beaten_by(u64::from(l.revision), &id) => {
+                        self.mark_refused(&id, &author, l.valid_until, false);
+                        Outcome::Stale(StaleReason::OlderRevision)
                     }
                     Some(h) => {
                         // Replaces the current revision: one record out, one in.
-                        self.remove_record(&h.id)?;
-                        self.drop_listing_head(author, &l.key)?;
-                        self.mark_refused(&h.id, author, h.valid_until, false)?;
-                        self.insert_record(rec)?;
-                        self.set_listing_head(author, &l.key, new_head)?;
-                        Ok(stored(Some(h.id)))
+                        self.remove(&h.id);
+                        self.mark_refused(&h.id, &author, h.expiry, false);
+                        self.insert(rec, r);
+                        stored(Some(h.id))
                     }
                     None => {
-                        let live = self.counter(&keys::count_live(author.as_bytes()))?;
-                        if live >= q.max_live_listings_per_author as u64 {
-                            return Ok(quota_refused(QuotaKind::LiveListings));
+                        if self.author_live(&author) >= q.max_live_listings_per_author as u64 {
+                            return quota_refused(QuotaKind::LiveListings);
                         }
-                        if let Some(k) = self.quota(q, author, 1)? {
-                            return Ok(quota_refused(k));
+                        if let Some(k) = self.quota(q, &author, 1) {
+                            return quota_refused(k);
                         }
-                        self.insert_record(rec)?;
-                        self.set_listing_head(author, &l.key, new_head)?;
-                        Ok(stored(None))
+                        self.insert(rec, r);
+                        stored(None)
                     }
                 }
             }
             Body::Withdrawal(w) => {
-                let wk = keys::head_withdrawal(author, &w.listing_key);
-                if self.heads.get(&wk)?.is_some() {
-                    return Ok(Outcome::Stale(StaleReason::AlreadyWithdrawn));
+                if self.withdrawal_head(&author, &w.listing_key).is_some() {
+                    return Outcome::Stale(StaleReason::AlreadyWithdrawn);
                 }
-                let current = self.listing_head(author, &w.listing_key)?;
-                if let Some(k) = self.quota(q, author, u64::from(current.is_none()))? {
-                    return Ok(quota_refused(k));
+                let current = self.listing_head(&author, &w.listing_key);
+                if let Some(k) = self.quota(q, &author, u64::from(current.is_none())) {
+                    return quota_refused(k);
                 }
                 if let Some(h) = current {
-                    self.remove_record(&h.id)?;
-                    self.drop_listing_head(author, &w.listing_key)?;
-                    self.mark_refused(&h.id, author, h.valid_until, false)?;
+                    self.remove(&h.id);
+                    self.mark_refused(&h.id, &author, h.expiry, false);
                 }
-                self.insert_record(rec)?;
-                self.heads.insert(wk, id.as_bytes())?;
-                Ok(stored(current.map(|h| h.id)))
+                self.insert(rec, r);
+                stored(current.map(|h| h.id))
             }
             Body::Profile(_) => {
-                let pk = keys::head_profile(author);
-                let current = match self.heads.get(&pk)? {
-                    None => None,
-                    Some(v) => match ProfileHead::decode(&v) {
-                        Some(h) => Some(h),
-                        None => {
-                            self.flag_repair("corrupt profile head")?;
-                            None
-                        }
-                    },
-                };
+                let current = self.profile_head(&author);
                 if let Some(h) = current
-                    && !h.is_beaten_by(rec.created_at(), &id)
+                    && !h.is_beaten_by(r.created_at(), &id)
                 {
-                    return Ok(Outcome::Stale(StaleReason::OlderRevision));
+                    return Outcome::Stale(StaleReason::OlderRevision);
                 }
-                if let Some(k) = self.quota(q, author, u64::from(current.is_none()))? {
-                    return Ok(quota_refused(k));
+                if let Some(k) = self.quota(q, &author, u64::from(current.is_none())) {
+                    return quota_refused(k);
                 }
                 if let Some(h) = current {
-                    self.remove_record(&h.id)?;
-                    let expiry = now.saturating_add(keys::SUPERSEDED_MARKER_SECS);
-                    self.mark_refused(&h.id, author, expiry, false)?;
+                    self.remove(&h.id);
+                    self.mark_refused(&h.id, &author, now.saturating_add(keys::SUPERSEDED_MARKER_SECS), false);
                 }
-                self.insert_record(rec)?;
-                self.heads.insert(pk, ProfileHead { id, created_at: rec.created_at() }.encode())?;
-                Ok(stored(current.map(|h| h.id)))
+                self.insert(rec, r);
+                stored(current.map(|h| h.id))
             }
-            Body::Revocation(r) => {
-                let target = self.records.get(r.target.as_bytes())?;
-                if let Some(bytes) = &target
-                    && let Ok(u) = decode(bytes)
-                    && u.header().author != *author
-                {
-                    return Ok(Outcome::Refused(RefuseReason::NotOwnRecord));
+            Body::Revocation(rv) => {
+                let target = self.info(&rv.target);
+                if target.is_some_and(|t| t.author != author) {
+                    return Outcome::Refused(RefuseReason::NotOwnRecord);
                 }
-                if let Some(k) = self.quota(q, author, u64::from(target.is_none()))? {
-                    return Ok(quota_refused(k));
+                if let Some(k) = self.quota(q, &author, u64::from(target.is_none())) {
+                    return quota_refused(k);
                 }
-                let removed = self.remove_record(&r.target)?;
+                let removed = self.remove(&rv.target);
                 // Unseen target: the marker only claims the author (see `mark_refused`).
-                self.mark_refused(&r.target, author, keys::NEVER, removed == Removed::NotStored)?;
-                self.insert_record(rec)?;
-                Ok(stored((removed != Removed::NotStored).then_some(r.target)))
+                self.mark_refused(&rv.target, &author, keys::NEVER, removed == Removed::NotStored);
+                self.insert(rec, r);
+                stored((removed != Removed::NotStored).then_some(rv.target))
             }
             _ => {
-                if let Some(k) = self.quota(q, author, 1)? {
-                    return Ok(quota_refused(k));
+                if let Some(k) = self.quota(q, &author, 1) {
+                    return quota_refused(k);
                 }
-                self.insert_record(rec)?;
-                Ok(stored(None))
+                self.insert(rec, r);
+                stored(None)
             }
-        }
-    }
-
-    /// The current revision of a listing address (a corrupt head counts as none and flags a repair).
-    fn listing_head(&self, author: &PublicKey, key: &troc_protocol::ListingKey) -> TxResult<Option<ListingHead>> {
-        match self.heads.get(keys::head_listing(author, key))? {
-            None => Ok(None),
-            Some(v) => match ListingHead::decode(&v) {
-                Some(h) => Ok(Some(h)),
-                None => {
-                    self.flag_repair("corrupt listing head")?;
-                    self.drop_listing_head(author, key)?;
-                    Ok(None)
-                }
-            },
         }
     }
 }
@@ -419,18 +410,113 @@ impl Store {
     /// - quotas: `Refused(Quota(_))` when adding the record would exceed a quota (a replacement adds
     ///   nothing).
     pub fn apply(&self, batch: &[SignedRecord], now: Timestamp) -> Result<Vec<Outcome>, StoreError> {
+        let mut prepared: Vec<Prepared> = batch.iter().cloned().map(Prepared::new).collect();
+        self.apply_prepared(&mut prepared, now)
+    }
+
+    /// [`Store::apply`] of records prepared with [`Prepared::new`] (the ingest pipeline prepares
+    /// them on its verification thread, so the writer does not index listings' words). The search
+    /// documents are taken out of `batch`; the records stay.
+    pub fn apply_prepared(&self, batch: &mut [Prepared], now: Timestamp) -> Result<Vec<Outcome>, StoreError> {
         let _w = self.writer();
+        self.note_write()?;
         let q = self.inner.quotas;
         let mut out = Vec::with_capacity(batch.len());
-        for part in batch.chunks(MAX_RECORDS_PER_TRANSACTION) {
+        for part in batch.chunks_mut(MAX_RECORDS_PER_TRANSACTION) {
             #[cfg(test)]
             self.inner.apply_transactions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let outcomes = self
-                .inner
-                .t
-                .transact(|tx| part.iter().map(|rec| tx.apply_one(rec, now, &q)).collect::<TxResult<Vec<_>>>())?;
+            let (ops, next_seq, outcomes) = {
+                let mem = self.mem();
+                let mut plan = Plan::new(&mem);
+                let outcomes: Vec<Outcome> =
+                    part.iter().enumerate().map(|(i, p)| plan.apply_one(i, &p.record, now, &q)).collect();
+                (plan.ops, plan.next_seq, outcomes)
+            };
+            self.commit(&ops, |i| part.get(i).map(|p| p.record.bytes()))?;
+            self.absorb(&ops, next_seq, part);
             out.extend(outcomes);
         }
         Ok(out)
+    }
+
+    /// Writes a plan's ops to sled in one transaction over `log` and `refused`. `bytes` gives the
+    /// bytes of the batch's record `i`.
+    pub(super) fn commit<'b>(&self, ops: &[Op], bytes: impl Fn(usize) -> Option<&'b [u8]>) -> Result<(), StoreError> {
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let t = &self.inner.t;
+        (&t.log, &t.refused)
+            .transaction(|(log, refused)| {
+                for op in ops {
+                    match op {
+                        Op::Insert { rec, seq } => {
+                            let Some(b) = bytes(*rec) else {
+                                return Err(ConflictableTransactionError::Abort(StoreError::CorruptMeta {
+                                    what: "apply plan",
+                                }));
+                            };
+                            log.insert(&keys::seq_key(*seq), b)?;
+                        }
+                        Op::Remove { seq, .. } => {
+                            log.remove(&keys::seq_key(*seq))?;
+                        }
+                        Op::Mark { id, marker } => {
+                            refused.insert(id.as_bytes(), &marker.encode()[..])?;
+                        }
+                        Op::Unmark { id } => {
+                            refused.remove(id.as_bytes())?;
+                        }
+                    }
+                }
+                Ok(())
+            })
+            .map_err(StoreError::from)
+    }
+
+    /// Applies committed ops to the in-memory state, then to the search index. `batch` gives the
+    /// inserted records (and their search documents, taken).
+    pub(super) fn absorb(&self, ops: &[Op], next_seq: u64, batch: &mut [Prepared]) {
+        let mut search_ops: Vec<(usize, Option<RecordId>)> = Vec::new();
+        {
+            let mut mem = self.mem_mut();
+            for op in ops {
+                match op {
+                    Op::Insert { rec, seq } => {
+                        if let Some(p) = batch.get(*rec) {
+                            let r = &p.record;
+                            mem.insert(*seq, r.id(), r.header(), r.body(), r.bytes().len());
+                            if p.doc.is_some() {
+                                search_ops.push((*rec, None));
+                            }
+                        }
+                    }
+                    Op::Remove { id, .. } => {
+                        if mem.remove(id).is_some_and(|m| m.rtype == RecordType::Listing) {
+                            search_ops.push((usize::MAX, Some(*id)));
+                        }
+                    }
+                    Op::Mark { id, marker } => mem.set_marker(*id, *marker),
+                    Op::Unmark { id } => mem.unmark(id),
+                }
+            }
+            mem.next_seq = mem.next_seq.max(next_seq);
+        }
+        if search_ops.is_empty() {
+            return;
+        }
+        let mut search = self.search_mut();
+        for (rec, removed) in search_ops {
+            match removed {
+                Some(id) => {
+                    search.remove_id(&id);
+                }
+                None => {
+                    if let Some(doc) = batch.get_mut(rec).and_then(|p| p.doc.take()) {
+                        search.upsert_document(doc);
+                    }
+                }
+            }
+        }
     }
 }

@@ -1,54 +1,55 @@
-//! The node's store: every verified record, kept as its exact signed bytes in a sled database, with
-//! the indexes the node queries.
+//! The node's store: every verified record, kept as its exact signed bytes in a sled database, and
+//! in memory every index the node queries (and the listing search index).
 //!
 //! This is the only module that touches sled (see `ARCHITECTURE.md`); it exposes its own types and
 //! [`StoreError`]. It is synchronous, like sled: async callers run it on a blocking thread.
 //!
-//! # Layout
+//! # Layout (schema 2)
 //!
-//! The `records` tree (`id32 → signed bytes`) is the source of truth. Every other tree is derived
-//! from it by the apply rules and can be rebuilt by [`Store::check_and_repair`] (the `refused` set
-//! partly: see `repair.rs`). sled copes badly with many trees (sled#1484), so there are ten, some
-//! holding several kinds of entries told apart by a prefix byte. Key layouts are in `keys.rs`:
+//! sled keeps only what cannot be derived, in three trees (key layouts in `keys.rs`):
 //!
-//! | tree        | key                                          | value                      |
-//! |-------------|----------------------------------------------|----------------------------|
-//! | `meta`      | `"schema_version"`, `"clean_shutdown"`, `"needs_repair"` | u32 BE, flags  |
-//! | `records`   | `id32`                                       | signed bytes               |
-//! | `refused`   | `id32`                                       | `expiry8 ‖ author32`       |
-//! | `heads`     | `0x01 ‖ author32 ‖ key16` (current listing)  | `id32 ‖ revision4 ‖ valid_until8` |
-//! |             | `0x02 ‖ author32 ‖ key16` (withdrawal)       | `id32`                     |
-//! |             | `0x03 ‖ author32` (current profile)          | `id32 ‖ created_at8`       |
-//! | `by_author` | `author32 ‖ created_at8 ‖ id32`              | `type1`                    |
-//! | `by_scope`  | `scope ‖ 0x00 ‖ created_at8 ‖ id32`          | `expiry8` or empty         |
-//! | `by_kind`   | `kind1 ‖ category1 ‖ created_at8 ‖ id32`     | `expiry8` (listings only)  |
-//! | `by_expiry` | `0x01 ‖ expiry8 ‖ id32` (records), `0x02 ‖ expiry8 ‖ id32` (refused markers) | empty |
-//! | `links`     | `0x01 ‖ party32 ‖ created_at8 ‖ id32` (proposal, agreement, extension) | `type1` |
-//! |             | `0x02 ‖ deal id32 ‖ created_at8 ‖ id32` (deal steps, reviews)          | `type1` |
-//! |             | `0x03 ‖ subject32 ‖ created_at8 ‖ id32` (reviews, commitments, vouches) | `type1` |
-//! | `counts`    | `0x01` total, `0x02 ‖ author32`, `0x03 ‖ author32` live listings, `0x04 ‖ type1`, `0x05` bytes, `0x06` live | u64 BE |
+//! | tree      | key                  | value                                              |
+//! |-----------|----------------------|----------------------------------------------------|
+//! | `meta`    | `"schema_version"`, `"clean_shutdown"`, `"needs_repair"` | u32 BE, flags  |
+//! | `log`     | `seq8` (u64 BE)      | signed bytes: the source of truth                  |
+//! | `refused` | `id32`               | `expiry8 ‖ author32`: refused-id markers           |
 //!
-//! Scope encoding: `0x01` for Global, `0x02 ‖ slug` for a community, then the 0x00 terminator.
+//! Records are keyed by a sequence number in storing order, not by id: every new record goes to the
+//! right edge of the tree, which keeps a write at one cached leaf whatever the store's size (random
+//! id keys made each write page in a random leaf once the store outgrew sled's cache: 37–41 µs per
+//! record at 100,000 records with a 16 MiB cache, against ~10 µs; see `docs/performance.md`). The id
+//! of a record is the hash of its bytes, so nothing is lost.
+//!
+//! Everything else lives in memory (`mem.rs`): id → slot, the current revision of each listing
+//! address, withdrawals, profiles, per-author and per-scope time orders, kind and category, expiry,
+//! deal links, the counters the quotas read, the markers; and the [`SearchIndex`] of the current
+//! listings. It is rebuilt from `log` and `refused` at every open (`repair.rs`): decoding only after
+//! a clean close (the bytes were verified before they were written), decoding and verifying after a
+//! crash or when something inconsistent was seen. Its size is bounded by the quotas (one slot per
+//! stored record).
 //!
 //! # Writes
 //!
-//! Every write that touches more than one tree runs in one sled transaction: [`Store::apply`] writes
-//! a whole batch in one (or a few, for a huge batch), so a crash leaves either all of a batch's
-//! records with their indexes or none. Writes are not flushed: the caller flushes at its commit
-//! points ([`Store::flush`], [`Store::close`]). Writers (apply, prune, repair) also take a mutex, so
-//! a repair never runs under a concurrent apply.
+//! [`Store::apply`] decides a batch against memory, writes it in one sled transaction over `log`
+//! and `refused` (or a few, for a huge batch), and updates memory only once that committed (see
+//! `apply.rs`): after a crash, the disk has all of a batch or none of it, and memory never shows
+//! what the disk does not have. Writes are not flushed: the caller flushes at its commit points
+//! ([`Store::flush`], [`Store::close`]); the writer flushes before acknowledging local records.
+//! Writers (apply, prune, repair) take a mutex, so there is one at a time.
 //!
 //! # Reads
 //!
-//! A [`Signed`](troc_protocol::Signed) record only exists verified, so typed reads decode and verify the stored bytes
-//! (batch verification for lists). [`Store::get_bytes`] serves the sync path and does not verify.
-//! Bytes that fail (disk damage, sled trouble) are reported as [`StoreError::CorruptRecord`] by
-//! `get`, skipped with a warning by list queries, and in both cases flag the store for a repair at
-//! the next open.
+//! Queries look up ids in memory, then read the bytes from `log`. A
+//! [`Signed`](troc_protocol::Signed) record only exists verified, so typed reads decode and verify
+//! the stored bytes (batch verification for lists). [`Store::get_bytes`] serves the sync path and
+//! does not verify. Bytes that fail (disk damage, sled trouble) are reported as
+//! [`StoreError::CorruptRecord`] by `get`, skipped with a warning by list queries, and in both cases
+//! flag the store for a repair at the next open.
 
 mod apply;
 mod error;
 mod keys;
+mod mem;
 mod prune;
 mod query;
 mod repair;
@@ -57,19 +58,26 @@ mod repair;
 mod tests;
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use serde::Serialize;
 use tracing::{info, warn};
-use troc_protocol::{Category, Kind, PublicKey, RecordId, RecordType};
+use troc_protocol::{Body, Category, Kind, PublicKey, RecordId, RecordType, SignedRecord, Timestamp};
 
+use crate::search::{Document, Query, QueryError, SearchIndex, SearchResults};
 pub use error::{CorruptReason, DbError, StoreError};
+use mem::Mem;
 
 /// The schema version this code writes. Bump it with a migration step in `migrate`.
-pub const SCHEMA_VERSION: u32 = 1;
+/// 1: records keyed by id, every index a sled tree. 2: records keyed by sequence number in `log`,
+/// indexes in memory.
+pub const SCHEMA_VERSION: u32 = 2;
 
-/// The default sled page cache: sled's own default is 1 GiB, far too much for a neighbour's node.
-pub const DEFAULT_CACHE_BYTES: u64 = 64 * 1024 * 1024;
+/// The default sled page cache. sled's own default is 1 GiB, far too much for a neighbour's node;
+/// the indexes are in memory now and new records go to one hot leaf, so sled's cache only serves
+/// reads of record bytes (see `docs/performance.md`, section Memory).
+pub const DEFAULT_CACHE_BYTES: u64 = 16 * 1024 * 1024;
 
 /// How many records one apply transaction writes at most: a transaction buffers all its writes in
 /// memory, so a huge batch is split (each part is still all-or-nothing).
@@ -201,7 +209,8 @@ pub struct PruneReport {
 pub struct RepairReport {
     /// Records read and verified.
     pub checked: u64,
-    /// Records removed because their bytes do not decode or verify, or their key is not their id.
+    /// Records removed because their bytes do not decode or verify (or their `log` key is
+    /// malformed), or they are a second copy of a stored record's bytes.
     pub corrupt_removed: u64,
     /// Records removed because the apply rules would not keep them (a superseded revision or
     /// profile, a withdrawn listing, a revoked record still stored).
@@ -228,6 +237,33 @@ pub struct StoreStats {
     pub size_on_disk: u64,
 }
 
+/// A verified record made ready for [`Store::apply_prepared`]: for a listing, its search document
+/// (the words indexed), which costs about as much as storing it and needs nothing from the store, so
+/// the ingest pipeline makes it on its verification thread.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    record: SignedRecord,
+    doc: Option<Document>,
+}
+
+impl Prepared {
+    pub fn new(record: SignedRecord) -> Self {
+        let doc = match record.body() {
+            Body::Listing(l) => Some(Document::new(record.id(), record.author(), record.created_at(), l)),
+            _ => None,
+        };
+        Prepared { record, doc }
+    }
+
+    pub fn record(&self) -> &SignedRecord {
+        &self.record
+    }
+
+    pub fn into_record(self) -> SignedRecord {
+        self.record
+    }
+}
+
 /// The store. Cheap to clone: every clone shares one database.
 #[derive(Clone)]
 pub struct Store {
@@ -237,11 +273,18 @@ pub struct Store {
 struct Inner {
     db: sled::Db,
     t: Trees,
+    /// Every index, rebuilt at open. Read by queries, changed by the writer after each commit.
+    mem: RwLock<Mem>,
+    /// The current listings' search index: apart from `mem`, so that a long search never holds up
+    /// the writer's (or the ingest pipeline's) lookups, and indexing words never holds up theirs.
+    search: RwLock<SearchIndex>,
     quotas: Quotas,
     path: PathBuf,
-    /// Held by writers (apply, prune, repair). sled serialises transactions already; this also keeps
-    /// a repair, which is not one transaction, from interleaving with other writes.
+    /// Held by writers (apply, prune, repair): one at a time, so a plan made against memory is
+    /// still true when its transaction commits and memory absorbs it.
     write: Mutex<()>,
+    /// `close` marked the database cleanly closed; the next write through another clone unmarks it.
+    closed: AtomicBool,
     /// What the repair run by `open` found, if one ran.
     open_repair: std::sync::OnceLock<RepairReport>,
     /// Apply transactions run so far (tests check that a batch is one transaction).
@@ -253,30 +296,16 @@ struct Inner {
 #[derive(Clone)]
 struct Trees {
     meta: sled::Tree,
-    records: sled::Tree,
+    log: sled::Tree,
     refused: sled::Tree,
-    heads: sled::Tree,
-    by_author: sled::Tree,
-    by_scope: sled::Tree,
-    by_kind: sled::Tree,
-    by_expiry: sled::Tree,
-    links: sled::Tree,
-    counts: sled::Tree,
 }
 
 impl Trees {
     fn open(db: &sled::Db) -> Result<Self, StoreError> {
         Ok(Trees {
-            meta: db.open_tree("meta")?,
-            records: db.open_tree("records")?,
-            refused: db.open_tree("refused")?,
-            heads: db.open_tree("heads")?,
-            by_author: db.open_tree("by_author")?,
-            by_scope: db.open_tree("by_scope")?,
-            by_kind: db.open_tree("by_kind")?,
-            by_expiry: db.open_tree("by_expiry")?,
-            links: db.open_tree("links")?,
-            counts: db.open_tree("counts")?,
+            meta: db.open_tree(keys::TREE_META)?,
+            log: db.open_tree(keys::TREE_LOG)?,
+            refused: db.open_tree(keys::TREE_REFUSED)?,
         })
     }
 }
@@ -289,8 +318,9 @@ impl std::fmt::Debug for Store {
 
 impl Store {
     /// Opens (or creates) the store: initialises a new database, migrates an older schema, refuses a
-    /// newer one, and runs [`Store::check_and_repair`] if the previous run did not [`Store::close`]
-    /// cleanly or saw something inconsistent.
+    /// newer one, and rebuilds the in-memory indexes from the records: with [`Store::check_and_repair`]
+    /// (every record re-verified) if the previous run did not [`Store::close`] cleanly or saw
+    /// something inconsistent, by decoding only otherwise.
     pub fn open(cfg: StoreConfig) -> Result<Store, StoreError> {
         let db = sled::Config::new()
             .path(&cfg.path)
@@ -298,26 +328,36 @@ impl Store {
             .open()
             .map_err(|e| StoreError::Open { path: cfg.path.clone(), source: e.into() })?;
         let t = Trees::open(&db)?;
-        let has_records = !t.records.is_empty();
         let mut repair = false;
-        match read_version(&t.meta)? {
+        let version = match read_version(&t.meta)? {
+            // A database whose meta was lost but that has schema 1's records: migrate it.
+            None if has_tree(&db, keys::SCHEMA1_RECORDS)? && !db.open_tree(keys::SCHEMA1_RECORDS)?.is_empty() => {
+                Some(1)
+            }
+            v => v,
+        };
+        match version {
             None => {
                 // A new database, or one whose meta was lost: start at the current schema, and
-                // re-derive every index from whatever records there are.
+                // re-verify whatever records there are.
                 t.meta.insert(keys::META_SCHEMA_VERSION, &SCHEMA_VERSION.to_be_bytes())?;
-                repair = has_records;
+                repair = !t.log.is_empty();
             }
             Some(v) if v > SCHEMA_VERSION => {
                 return Err(StoreError::NewerSchema { found: v, supported: SCHEMA_VERSION });
             }
             Some(v) if v < SCHEMA_VERSION => {
-                migrate(&t, v)?;
+                migrate(&db, &t, v)?;
                 repair = true;
             }
             Some(_) => {}
         }
+        // Schema 1's trees, once the migration is recorded (dropping them earlier could lose the
+        // records if the migration were interrupted).
+        drop_schema1_trees(&db)?;
         let clean = t.meta.remove(keys::META_CLEAN_SHUTDOWN)?.is_some();
         let flagged = t.meta.get(keys::META_NEEDS_REPAIR)?.is_some();
+        let has_records = !t.log.is_empty();
         if has_records && (!clean || flagged) {
             repair = true;
         }
@@ -326,9 +366,12 @@ impl Store {
         let inner = Inner {
             db,
             t,
+            mem: RwLock::new(Mem::default()),
+            search: RwLock::new(SearchIndex::new()),
             quotas: cfg.quotas,
             path: cfg.path,
             write: Mutex::new(()),
+            closed: AtomicBool::new(false),
             open_repair: std::sync::OnceLock::new(),
             #[cfg(test)]
             apply_transactions: Default::default(),
@@ -339,27 +382,37 @@ impl Store {
             let report = store.check_and_repair()?;
             info!(?report, "store repaired");
             let _ = store.inner.open_repair.set(report);
+        } else if has_records {
+            let report = store.rebuild(false)?;
+            if report != (RepairReport { checked: report.checked, kept: report.checked, ..Default::default() }) {
+                // Decoding found damage or records the rules would not keep (both now removed):
+                // say so, as a repair would.
+                warn!(?report, "store: inconsistent records removed while loading");
+                let _ = store.inner.open_repair.set(report);
+            }
         }
         Ok(store)
     }
 
-    /// Writes everything to disk.
+    /// Writes everything to disk (sled's `flush`: the log is written and synced).
     pub fn flush(&self) -> Result<(), StoreError> {
         self.inner.db.flush()?;
         Ok(())
     }
 
-    /// Flushes and marks the store as cleanly closed, so the next open skips the repair. Other
-    /// clones may still write: their next write clears the mark again.
+    /// Flushes and marks the store as cleanly closed, so the next open skips the full
+    /// re-verification. Other clones may still write: their next write clears the mark again.
     pub fn close(self) -> Result<(), StoreError> {
         let _w = self.writer();
         self.inner.db.flush()?;
         self.inner.t.meta.insert(keys::META_CLEAN_SHUTDOWN, &[1u8])?;
+        self.inner.closed.store(true, Ordering::SeqCst);
         self.inner.db.flush()?;
         Ok(())
     }
 
-    /// What the repair run by [`Store::open`] found, if the previous run did not close cleanly.
+    /// What the repair run by [`Store::open`] found, if the previous run did not close cleanly (or
+    /// loading found records to remove).
     pub fn open_repair(&self) -> Option<RepairReport> {
         self.inner.open_repair.get().copied()
     }
@@ -369,10 +422,53 @@ impl Store {
         self.inner.quotas
     }
 
+    /// Searches the current listings (see [`crate::search`] for the query semantics).
+    pub fn search(&self, query: &Query, now: Timestamp) -> Result<SearchResults, QueryError> {
+        let prepared = query.prepare()?;
+        Ok(self.search_index().search_prepared(&prepared, now))
+    }
+
+    /// What [`Store::apply`] would answer for a record with this id and author without looking at
+    /// the rest of it: `Duplicate` if it is stored, `Stale(Refused)` if its id is refused for this
+    /// author at `now`; `None` if it needs applying. The ingest pipeline asks before verifying.
+    pub fn known(&self, id: &RecordId, author: &PublicKey, now: Timestamp) -> Option<Outcome> {
+        apply::Plan::known(&self.mem(), id, author, now)
+    }
+
+    /// Estimated heap bytes of the in-memory indexes and of the search index.
+    pub fn index_memory_bytes(&self) -> (usize, usize) {
+        (self.mem().memory_bytes(), self.search_index().memory_bytes())
+    }
+
     fn writer(&self) -> MutexGuard<'_, ()> {
-        // A writer that panicked left no half-done state behind (transactions are atomic and a
-        // repair is idempotent), so a poisoned lock is safe to take.
+        // A writer that panicked left no half-done state behind (memory absorbs only committed
+        // transactions, and a repair is idempotent), so a poisoned lock is safe to take.
         self.inner.write.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn mem(&self) -> RwLockReadGuard<'_, Mem> {
+        self.inner.mem.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn mem_mut(&self) -> RwLockWriteGuard<'_, Mem> {
+        self.inner.mem.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn search_index(&self) -> RwLockReadGuard<'_, SearchIndex> {
+        self.inner.search.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn search_mut(&self) -> RwLockWriteGuard<'_, SearchIndex> {
+        self.inner.search.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Called by every writer before it writes: a `close` from another clone no longer describes
+    /// the database.
+    fn note_write(&self) -> Result<(), StoreError> {
+        if self.inner.closed.swap(false, Ordering::SeqCst) {
+            self.inner.t.meta.remove(keys::META_CLEAN_SHUTDOWN)?;
+        }
+        Ok(())
     }
 
     /// Marks the store for a repair at the next open (something inconsistent was seen).
@@ -394,20 +490,62 @@ fn read_version(meta: &sled::Tree) -> Result<Option<u32>, StoreError> {
     }
 }
 
-/// The migration hook: brings a database from schema `from` up to [`SCHEMA_VERSION`], one step at a
-/// time, recording each version reached (so an interrupted migration resumes where it stopped).
-/// Indexes need no migrating: the open that follows a migration rebuilds them from the records. A
-/// step is only needed when `records` or `refused` change shape.
-fn migrate(t: &Trees, from: u32) -> Result<(), StoreError> {
-    for v in from..SCHEMA_VERSION {
-        migration_step(t, v)?;
-        t.meta.insert(keys::META_SCHEMA_VERSION, &(v + 1).to_be_bytes())?;
+fn has_tree(db: &sled::Db, name: &str) -> Result<bool, StoreError> {
+    Ok(db.tree_names().iter().any(|n| n.as_ref() == name.as_bytes()))
+}
+
+/// Drops schema 1's trees if they are still there.
+fn drop_schema1_trees(db: &sled::Db) -> Result<(), StoreError> {
+    for name in keys::SCHEMA1_INDEXES.iter().chain(std::iter::once(&keys::SCHEMA1_RECORDS)) {
+        if has_tree(db, name)? {
+            db.drop_tree(name)?;
+        }
     }
     Ok(())
 }
 
-/// One migration step, from schema `v` to `v + 1`. Version 1 is the first schema, so there is none
-/// yet: the next one goes here as `1 => step_1_to_2(t),`.
-fn migration_step(_t: &Trees, v: u32) -> Result<(), StoreError> {
-    Err(StoreError::UnsupportedSchema { found: v })
+/// The migration hook: brings a database from schema `from` up to [`SCHEMA_VERSION`], one step at a
+/// time, recording each version reached (so an interrupted migration resumes where it stopped).
+/// Indexes need no migrating: the open that follows rebuilds them from the records.
+fn migrate(db: &sled::Db, t: &Trees, from: u32) -> Result<(), StoreError> {
+    for v in from..SCHEMA_VERSION {
+        migration_step(db, t, v)?;
+        t.meta.insert(keys::META_SCHEMA_VERSION, &(v + 1).to_be_bytes())?;
+        db.flush()?;
+    }
+    Ok(())
+}
+
+/// One migration step, from schema `v` to `v + 1`.
+fn migration_step(db: &sled::Db, t: &Trees, v: u32) -> Result<(), StoreError> {
+    match v {
+        1 => step_1_to_2(db, t),
+        _ => Err(StoreError::UnsupportedSchema { found: v }),
+    }
+}
+
+/// Schema 1 → 2: copies `records` (`id32 → bytes`) into `log` (`seq8 → bytes`), in id order, and
+/// flushes. Idempotent: `log` is cleared first, so an interrupted step starts over. The refused
+/// markers keep their layout. The old trees are dropped by `open` once version 2 is recorded.
+fn step_1_to_2(db: &sled::Db, t: &Trees) -> Result<(), StoreError> {
+    const CHUNK: usize = 1024;
+    t.log.clear()?;
+    let records = db.open_tree(keys::SCHEMA1_RECORDS)?;
+    let mut seq = 0u64;
+    let mut batch = sled::Batch::default();
+    let mut n = 0;
+    for item in records.iter() {
+        let (_, v) = item?;
+        batch.insert(&keys::seq_key(seq), v);
+        seq += 1;
+        n += 1;
+        if n == CHUNK {
+            t.log.apply_batch(std::mem::take(&mut batch))?;
+            n = 0;
+        }
+    }
+    t.log.apply_batch(batch)?;
+    info!(records = seq, "store migrated from schema 1 to 2");
+    db.flush()?;
+    Ok(())
 }

@@ -1,77 +1,64 @@
 //! Pruning: removes what has expired, so the store (and every sync set) only holds what is still
 //! worth keeping.
 //!
-//! The `by_expiry` tree orders expiring records and refused-id markers by expiry, so a prune reads
+//! The in-memory expiry orders (records and refused-id markers) say what is due, so a prune touches
 //! only what it removes: listings past `valid_until`, vouches past `expires_at`, withdrawals past
 //! their retention (`created_at` + the longest listing lifetime + one day: by then every revision
-//! they refuse has expired), and refused-id markers past theirs.
+//! they refuse has expired), and refused-id markers past theirs. Removals go through the same plan →
+//! transaction → memory steps as `apply`.
 
 use troc_protocol::{RecordId, RecordType, Timestamp};
 
-use super::apply::Removed;
-use super::keys;
+use super::apply::{Plan, Removed};
 use super::{PruneReport, Store, StoreError};
 
-/// Entries removed per prune transaction.
-const PRUNE_CHUNK: usize = 512;
+/// Records and markers removed per prune transaction.
+const PRUNE_CHUNK: usize = 4096;
 
 impl Store {
-    /// Removes the listings and vouches expired at `now` (record and indexes; an expired current
-    /// revision leaves its address without one), the withdrawals past their retention, and the
-    /// refused-id markers past their expiry.
+    /// Removes the listings and vouches expired at `now` (an expired current revision leaves its
+    /// address without one), the withdrawals past their retention, and the refused-id markers past
+    /// their expiry.
     pub fn prune(&self, now: Timestamp) -> Result<PruneReport, StoreError> {
         let _w = self.writer();
-        let t = &self.inner.t;
         let mut report = PruneReport::default();
-
-        for tag in [keys::EXPIRY_RECORD, keys::EXPIRY_MARKER] {
-            let (start, end) = keys::expiry_range(tag, now);
-            loop {
-                // Collect a chunk outside the transaction (transactions cannot scan), then remove
-                // it in one. The writer lock keeps the set stable in between.
-                let mut chunk: Vec<(u64, RecordId)> = Vec::with_capacity(PRUNE_CHUNK);
-                let mut malformed = Vec::new();
-                for k in t.by_expiry.range(start.clone()..=end.clone()).keys().take(PRUNE_CHUNK) {
-                    let k = k?;
-                    match keys::expiry_tail(&k) {
-                        Some(e) => chunk.push(e),
-                        None => malformed.push(k),
+        let (records, markers): (Vec<RecordId>, Vec<RecordId>) = {
+            let mem = self.mem();
+            (mem.expired(now).filter_map(|s| mem.meta(s).map(|m| m.id)).collect(), mem.expired_markers(now).collect())
+        };
+        if records.is_empty() && markers.is_empty() {
+            return Ok(report);
+        }
+        self.note_write()?;
+        for chunk in records.chunks(PRUNE_CHUNK) {
+            let (ops, next_seq) = {
+                let mem = self.mem();
+                let mut plan = Plan::new(&mem);
+                for id in chunk {
+                    match plan.remove(id) {
+                        Removed::Record(RecordType::Listing) => report.listings += 1,
+                        Removed::Record(RecordType::Vouch) => report.vouches += 1,
+                        Removed::Record(RecordType::Withdrawal) => report.withdrawals += 1,
+                        Removed::Record(_) | Removed::NotStored => {}
                     }
                 }
-                for k in &malformed {
-                    t.by_expiry.remove(k)?;
+                (plan.ops, plan.next_seq)
+            };
+            self.commit(&ops, |_| None)?;
+            self.absorb(&ops, next_seq, &mut []);
+        }
+        for chunk in markers.chunks(PRUNE_CHUNK) {
+            let (ops, next_seq) = {
+                let mem = self.mem();
+                let mut plan = Plan::new(&mem);
+                for id in chunk {
+                    plan.unmark(id);
+                    report.markers += 1;
                 }
-                if chunk.is_empty() && malformed.is_empty() {
-                    break;
-                }
-                let part = t.transact(|tx| {
-                    let mut r = PruneReport::default();
-                    for (expiry, id) in &chunk {
-                        // The entry itself goes in every case (a dangling one included).
-                        tx.by_expiry.remove(keys::expiry_key(tag, *expiry, id))?;
-                        if tag == keys::EXPIRY_MARKER {
-                            let marker = tx.refused.get(id.as_bytes())?.and_then(|v| keys::Marker::decode(&v));
-                            if marker.is_some_and(|m| m.expiry == *expiry) {
-                                tx.refused.remove(id.as_bytes())?;
-                                r.markers += 1;
-                            }
-                            continue;
-                        }
-                        match tx.remove_record(id)? {
-                            Removed::Record(RecordType::Listing) => r.listings += 1,
-                            Removed::Record(RecordType::Vouch) => r.vouches += 1,
-                            Removed::Record(RecordType::Withdrawal) => r.withdrawals += 1,
-                            Removed::Record(_) | Removed::Corrupt => tx.flag_repair("unexpected by_expiry entry")?,
-                            Removed::NotStored => {}
-                        }
-                    }
-                    Ok(r)
-                })?;
-                report.listings += part.listings;
-                report.vouches += part.vouches;
-                report.withdrawals += part.withdrawals;
-                report.markers += part.markers;
-            }
+                (plan.ops, plan.next_seq)
+            };
+            self.commit(&ops, |_| None)?;
+            self.absorb(&ops, next_seq, &mut []);
         }
         Ok(report)
     }

@@ -1,233 +1,376 @@
-//! Check and repair: re-verifies every stored record and rebuilds every index from the records.
+//! Loading and repair: builds the in-memory state (and the search index) from the `log` and
+//! `refused` trees, removing what the apply rules would not have kept.
 //!
-//! It runs at open when the previous run did not close cleanly (or saw something inconsistent), and
-//! on demand. Steps:
-//! 1. flag the store `needs_repair` (so an interrupted repair is redone at the next open: the steps
-//!    below are not one transaction, but each is idempotent);
-//! 2. clear every derived tree (`heads`, `by_*`, `links`, `counts`);
-//! 3. read `records` in chunks, decode, check that each key is its record's id, batch-verify;
-//!    remove what fails; write the index entries and counters of what passes;
-//! 4. re-derive the heads (current listing revision per address, withdrawal per address, current
-//!    profile per author) and apply the rules a consistent store would have applied: superseded
-//!    revisions and profiles, listings of withdrawn addresses and revoked records are removed;
-//! 5. clear the flag and flush.
+//! [`Store::open`] loads by decoding only after a clean close: the bytes were verified before they
+//! were written, and decoding still catches bytes that no longer parse or hash to another record.
+//! [`Store::check_and_repair`] also verifies every signature (batch verification); it runs at open
+//! after a crash or when something inconsistent was flagged, and on demand. Steps:
+//! 1. flag the store `needs_repair` (repair only), so an interrupted repair is redone at the next
+//!    open;
+//! 2. load the markers, dropping malformed ones;
+//! 3. read `log` in chunks; decode (and verify) each chunk on every core, with the search documents
+//!    of its listings; remove from `log` what fails; insert what passes into a fresh state, applying
+//!    the rules a consistent store would have applied as it goes: of two revisions of an address,
+//!    two profiles, two withdrawals, or a listing and a withdrawal of its address, the loser is
+//!    removed (and refused, as `apply` would have);
+//! 4. apply the stored revocations (their targets removed and refused);
+//! 5. write the removals and markers in transactions, swap the new state in, clear the flag, flush.
 //!
-//! The `refused` set is not wholly derivable (a superseded revision's record is gone), so it is kept:
-//! malformed markers are dropped, the `by_expiry` entries of the others rebuilt, and the targets of
-//! stored revocations re-marked.
+//! The `refused` set is not wholly derivable (a superseded revision's record is gone), so it is kept.
 
-use std::collections::HashMap;
+use troc_protocol::{Body, Header, RecordId, SignedRecord, Timestamp, Unverified, decode, verify_batch};
 
-use troc_protocol::{Body, ListingKey, PublicKey, RecordId, Timestamp, Unverified, decode, verify_batch};
+use sled::Transactional;
 
-use super::apply::Removed;
-use super::keys::{self, ListingHead, Marker, ProfileHead};
+use super::keys::{self, Marker};
+use super::mem::{Extra, Mem};
 use super::{RepairReport, Store, StoreError};
+use crate::search::{Document, SearchIndex};
 
-/// Records read and verified per chunk (and written per transaction).
-const REPAIR_CHUNK: usize = 256;
+/// Records read per chunk (decoded in parallel, then inserted in order).
+const LOAD_CHUNK: usize = 4096;
+/// Fixes written per transaction.
+const FIX_CHUNK: usize = 1024;
 
-/// A listing address: author and key.
-type Address = (PublicKey, ListingKey);
-
-/// What step 4 needs to know about each kept record, gathered in step 3.
-#[derive(Default)]
-struct Seen {
-    /// Every revision of every listing address: `(revision, id, valid_until)`.
-    listings: HashMap<Address, Vec<(u32, RecordId, Timestamp)>>,
-    /// Every withdrawal of every address.
-    withdrawals: HashMap<Address, Vec<RecordId>>,
-    /// Every profile of every author: `(created_at, id)`.
-    profiles: HashMap<PublicKey, Vec<(Timestamp, RecordId)>>,
-    /// Every revocation: `(author, target)`.
-    revocations: Vec<(PublicKey, RecordId)>,
+/// A record read back: decoded, or decoded and verified.
+enum Rec {
+    Decoded(Unverified),
+    Verified(SignedRecord),
 }
 
-/// A change step 4 makes, written in transactions of [`REPAIR_CHUNK`].
+impl Rec {
+    fn id(&self) -> RecordId {
+        match self {
+            Rec::Decoded(u) => u.id(),
+            Rec::Verified(s) => s.id(),
+        }
+    }
+
+    fn header(&self) -> &Header {
+        match self {
+            Rec::Decoded(u) => u.header(),
+            Rec::Verified(s) => s.header(),
+        }
+    }
+
+    fn body(&self) -> &Body {
+        match self {
+            Rec::Decoded(u) => u.body(),
+            Rec::Verified(s) => s.body(),
+        }
+    }
+}
+
+/// What a worker made of one `log` entry.
+enum Loaded {
+    /// Bytes that do not decode or verify, or a malformed key: removed.
+    Bad(sled::IVec),
+    Good {
+        seq: u64,
+        len: usize,
+        rec: Box<Rec>,
+        doc: Option<Box<Document>>,
+    },
+}
+
+/// A change to the disk found while loading.
 enum Fix {
-    ListingHead(PublicKey, ListingKey, ListingHead),
-    WithdrawalHead(PublicKey, ListingKey, RecordId),
-    ProfileHead(PublicKey, ProfileHead),
-    /// Remove a record that should not be stored, and refuse its id until `expiry`.
-    Remove {
-        id: RecordId,
-        author: PublicKey,
-        expiry: Timestamp,
-    },
-    /// Refuse a revoked id (removing it if stored by the same author).
-    Revoke {
-        author: PublicKey,
-        target: RecordId,
-    },
+    /// Remove the record at this `log` key.
+    Remove(u64),
+    /// Set this marker.
+    Mark(RecordId, Marker),
+}
+
+/// The state being built.
+struct Loader {
+    mem: Mem,
+    search: SearchIndex,
+    fixes: Vec<Fix>,
+    revocations: Vec<([u8; 32], RecordId)>,
+    /// Records removed by the rules.
+    removed: u64,
+    /// Second copies of a record, removed.
+    copies: u64,
+}
+
+impl Loader {
+    /// Removes a record already inserted (it lost to a later one), refusing its id if `mark`.
+    fn evict(&mut self, id: &RecordId, mark: Option<([u8; 32], Timestamp)>) {
+        if let Some(m) = self.mem.remove(id) {
+            self.search.remove_id(id);
+            self.fixes.push(Fix::Remove(m.seq));
+            self.removed += 1;
+        }
+        if let Some((author, expiry)) = mark {
+            self.mark(id, &author, expiry, false);
+        }
+    }
+
+    /// Drops a record not inserted (it lost), refusing its id if `mark`.
+    fn reject(&mut self, seq: u64, id: &RecordId, mark: Option<([u8; 32], Timestamp)>) {
+        self.fixes.push(Fix::Remove(seq));
+        self.removed += 1;
+        if let Some((author, expiry)) = mark {
+            self.mark(id, &author, expiry, false);
+        }
+    }
+
+    /// The marker rule of `apply` (extend, never shorten; a claim never overrides another author).
+    fn mark(&mut self, id: &RecordId, author: &[u8; 32], expiry: Timestamp, claim: bool) {
+        let old = self.mem.marker(id);
+        let expiry = match old {
+            Some(m) if m.author != *author && claim => return,
+            Some(m) if m.author == *author => m.expiry.max(expiry),
+            _ => expiry,
+        };
+        let marker = Marker { expiry, author: *author };
+        if old != Some(marker) {
+            self.mem.set_marker(*id, marker);
+            self.fixes.push(Fix::Mark(*id, marker));
+        }
+    }
+
+    /// Inserts one record read back, resolving conflicts with what is already in.
+    fn load(&mut self, seq: u64, len: usize, rec: &Rec, doc: Option<Document>) {
+        let (id, header, body) = (rec.id(), rec.header(), rec.body());
+        let author = *header.author.as_bytes();
+        if self.mem.contains(&id) {
+            // A second copy of a record: damage (bytes written under the wrong key), not a rule.
+            self.fixes.push(Fix::Remove(seq));
+            self.copies += 1;
+            return;
+        }
+        match body {
+            Body::Listing(l) => {
+                if self.mem.withdrawal_head(&author, &l.key).is_some() {
+                    self.reject(seq, &id, Some((author, l.valid_until)));
+                    return;
+                }
+                if let Some(h) = self.mem.listing_head(&author, &l.key) {
+                    let Extra::Listing { revision, .. } = h.extra else { return };
+                    let (hid, hexpiry) = (h.id, h.expiry);
+                    if (l.revision, id) > (revision, hid) {
+                        self.evict(&hid, Some((author, hexpiry)));
+                    } else {
+                        self.reject(seq, &id, Some((author, l.valid_until)));
+                        return;
+                    }
+                }
+            }
+            Body::Withdrawal(w) => {
+                if let Some(h) = self.mem.withdrawal_head(&author, &w.listing_key) {
+                    // Two withdrawals of one address: the greater id stays.
+                    let hid = h.id;
+                    if id > hid {
+                        self.evict(&hid, None);
+                    } else {
+                        self.reject(seq, &id, None);
+                        return;
+                    }
+                }
+                if let Some(h) = self.mem.listing_head(&author, &w.listing_key) {
+                    let (hid, hexpiry) = (h.id, h.expiry);
+                    self.evict(&hid, Some((author, hexpiry)));
+                }
+            }
+            Body::Profile(_) => {
+                if let Some(h) = self.mem.profile_head(&author) {
+                    let (hid, hat) = (h.id, h.created_at);
+                    if (header.created_at, id) > (hat, hid) {
+                        let expiry = header.created_at.saturating_add(keys::SUPERSEDED_MARKER_SECS);
+                        self.evict(&hid, Some((author, expiry)));
+                    } else {
+                        let expiry = hat.saturating_add(keys::SUPERSEDED_MARKER_SECS);
+                        self.reject(seq, &id, Some((author, expiry)));
+                        return;
+                    }
+                }
+            }
+            Body::Revocation(r) => self.revocations.push((author, r.target)),
+            _ => {}
+        }
+        self.mem.insert(seq, id, header, body, len);
+        if let Some(doc) = doc {
+            self.search.upsert_document(doc);
+        }
+    }
+
+    /// Applies the stored revocations: a target stored by the same author is removed; every target
+    /// is refused (a marker that only claims the author when the target is not theirs).
+    fn revoke(&mut self) {
+        for (author, target) in std::mem::take(&mut self.revocations) {
+            let same_author =
+                self.mem.get(&target).and_then(|m| self.mem.person_key(m.author)).is_some_and(|a| *a == author);
+            if same_author {
+                self.evict(&target, None);
+            }
+            self.mark(&target, &author, keys::NEVER, !same_author);
+        }
+    }
+}
+
+/// Decodes (and verifies) a slice of `log` entries, with the search documents of the listings.
+fn load_slice(items: &[(sled::IVec, sled::IVec)], verify: bool) -> Vec<Loaded> {
+    let mut out = Vec::with_capacity(items.len());
+    let mut pending: Vec<(usize, u64, usize, Unverified)> = Vec::new();
+    for (k, v) in items {
+        match (keys::seq_of(k), decode(v)) {
+            (Some(seq), Ok(u)) => {
+                pending.push((out.len(), seq, v.len(), u));
+                out.push(Loaded::Bad(k.clone()));
+            }
+            _ => out.push(Loaded::Bad(k.clone())),
+        }
+    }
+    let doc = |rec: &Rec| match rec.body() {
+        Body::Listing(l) => Some(Box::new(Document::new(rec.id(), &rec.header().author, rec.header().created_at, l))),
+        _ => None,
+    };
+    if verify {
+        let (places, us): (Vec<_>, Vec<_>) = pending.into_iter().map(|(i, s, n, u)| ((i, s, n), u)).unzip();
+        for ((i, seq, len), r) in places.into_iter().zip(verify_batch(us)) {
+            if let Ok(s) = r {
+                let rec = Box::new(Rec::Verified(s));
+                out[i] = Loaded::Good { seq, len, doc: doc(&rec), rec };
+            }
+        }
+    } else {
+        for (i, seq, len, u) in pending {
+            let rec = Box::new(Rec::Decoded(u));
+            out[i] = Loaded::Good { seq, len, doc: doc(&rec), rec };
+        }
+    }
+    out
+}
+
+/// [`load_slice`] over a chunk, split between the cores.
+fn load_chunk(items: &[(sled::IVec, sled::IVec)], verify: bool) -> Vec<Loaded> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 8);
+    let per = items.len().div_ceil(threads).max(1);
+    if threads == 1 || items.len() < 64 {
+        return load_slice(items, verify);
+    }
+    std::thread::scope(|s| {
+        let handles: Vec<_> = items.chunks(per).map(|part| s.spawn(move || load_slice(part, verify))).collect();
+        let mut out = Vec::with_capacity(items.len());
+        for (h, part) in handles.into_iter().zip(items.chunks(per)) {
+            match h.join() {
+                Ok(v) => out.extend(v),
+                // A worker cannot panic on bad bytes (decode returns errors); if it did anyway,
+                // treat its part as unreadable rather than losing the rest.
+                Err(_) => out.extend(part.iter().map(|(k, _)| Loaded::Bad(k.clone()))),
+            }
+        }
+        out
+    })
 }
 
 impl Store {
-    /// Re-verifies every record (batch verification, in chunks), removes the records whose bytes do
-    /// not decode or verify or whose key is not their id, and rebuilds every index from the records.
+    /// Re-verifies every record (batch verification, on every core), removes the records whose
+    /// bytes do not decode or verify, and the ones the apply rules would not keep, and rebuilds
+    /// every in-memory index and the search index from the rest.
     pub fn check_and_repair(&self) -> Result<RepairReport, StoreError> {
+        self.rebuild(true)
+    }
+
+    /// Builds the in-memory state from the trees (see the module documentation); `verify` also
+    /// checks every signature.
+    pub(super) fn rebuild(&self, verify: bool) -> Result<RepairReport, StoreError> {
         let _w = self.writer();
+        self.note_write()?;
         let t = &self.inner.t;
         let mut report = RepairReport::default();
 
-        // 1, 2.
-        t.meta.insert(keys::META_NEEDS_REPAIR, &[1u8])?;
-        t.meta.flush()?;
-        for tree in [&t.heads, &t.by_author, &t.by_scope, &t.by_kind, &t.by_expiry, &t.links, &t.counts] {
-            tree.clear()?;
+        // 1.
+        if verify {
+            t.meta.insert(keys::META_NEEDS_REPAIR, &[1u8])?;
+            t.meta.flush()?;
         }
+
+        // 2.
+        let mut loader = Loader {
+            mem: Mem::default(),
+            search: SearchIndex::new(),
+            fixes: Vec::new(),
+            revocations: Vec::new(),
+            removed: 0,
+            copies: 0,
+        };
+        let mut bad_markers = Vec::new();
         for item in t.refused.iter() {
             let (k, v) = item?;
             match (keys::record_key(&k), Marker::decode(&v)) {
-                (Some(id), Some(m)) => {
-                    if m.expiry != keys::NEVER {
-                        t.by_expiry.insert(keys::expiry_key(keys::EXPIRY_MARKER, m.expiry, &id), &[])?;
-                    }
-                }
-                _ => {
-                    t.refused.remove(&k)?;
-                    report.bad_markers_removed += 1;
-                }
+                (Some(id), Some(m)) => loader.mem.set_marker(id, m),
+                _ => bad_markers.push(k),
             }
         }
+        for k in &bad_markers {
+            t.refused.remove(k)?;
+        }
+        report.bad_markers_removed = bad_markers.len() as u64;
 
         // 3.
-        let mut seen = Seen::default();
-        let mut after: Option<Vec<u8>> = None;
+        let mut after: Option<sled::IVec> = None;
+        let mut bad_keys: Vec<sled::IVec> = Vec::new();
         loop {
             let range = match &after {
-                None => t.records.range::<&[u8], _>(..),
-                Some(a) => {
-                    t.records.range::<&[u8], _>((std::ops::Bound::Excluded(a.as_slice()), std::ops::Bound::Unbounded))
-                }
+                None => t.log.range::<&[u8], _>(..),
+                Some(a) => t.log.range::<&[u8], _>((std::ops::Bound::Excluded(a.as_ref()), std::ops::Bound::Unbounded)),
             };
-            let mut chunk = Vec::with_capacity(REPAIR_CHUNK);
-            for item in range.take(REPAIR_CHUNK) {
+            let mut chunk = Vec::with_capacity(LOAD_CHUNK);
+            for item in range.take(LOAD_CHUNK) {
                 chunk.push(item?);
             }
             let Some((last, _)) = chunk.last() else { break };
-            after = Some(last.to_vec());
-
-            let mut bad: Vec<sled::IVec> = Vec::new();
-            let mut candidates: Vec<(sled::IVec, Unverified)> = Vec::new();
-            for (k, v) in chunk {
-                report.checked += 1;
-                match (keys::record_key(&k), decode(&v)) {
-                    (Some(id), Ok(u)) if u.id() == id => candidates.push((k, u)),
-                    _ => bad.push(k),
-                }
-            }
-            let (ks, us): (Vec<_>, Vec<_>) = candidates.into_iter().unzip();
-            let mut good = Vec::with_capacity(us.len());
-            for (k, r) in ks.into_iter().zip(verify_batch(us)) {
-                match r {
-                    Ok(rec) => good.push(rec),
-                    Err(_) => bad.push(k),
-                }
-            }
-            for k in &bad {
-                tracing::warn!(key = %hex::encode(k), "removing a corrupt record");
-                t.records.remove(k)?;
-            }
-            report.corrupt_removed += bad.len() as u64;
-            t.transact(|tx| {
-                for rec in &good {
-                    tx.index_record(&rec.id(), rec.header(), rec.body(), rec.bytes().len() as u64)?;
-                }
-                Ok(())
-            })?;
-            for rec in &good {
-                let author = *rec.author();
-                match rec.body() {
-                    Body::Listing(l) => {
-                        seen.listings.entry((author, l.key)).or_default().push((l.revision, rec.id(), l.valid_until))
-                    }
-                    Body::Withdrawal(w) => seen.withdrawals.entry((author, w.listing_key)).or_default().push(rec.id()),
-                    Body::Profile(_) => seen.profiles.entry(author).or_default().push((rec.created_at(), rec.id())),
-                    Body::Revocation(r) => seen.revocations.push((author, r.target)),
-                    _ => {}
+            after = Some(last.clone());
+            report.checked += chunk.len() as u64;
+            for loaded in load_chunk(&chunk, verify) {
+                match loaded {
+                    Loaded::Bad(k) => bad_keys.push(k),
+                    Loaded::Good { seq, len, rec, doc } => loader.load(seq, len, &rec, doc.map(|d| *d)),
                 }
             }
         }
+        for k in &bad_keys {
+            tracing::warn!(key = %hex::encode(k), "removing a corrupt record");
+            t.log.remove(k)?;
+        }
+        report.corrupt_removed = bad_keys.len() as u64 + loader.copies;
 
         // 4.
-        let mut fixes = Vec::new();
-        for ((author, key), mut ids) in seen.withdrawals {
-            ids.sort_unstable();
-            if let Some(keep) = ids.pop() {
-                fixes.push(Fix::WithdrawalHead(author, key, keep));
-            }
-            for id in ids {
-                fixes.push(Fix::Remove { id, author, expiry: 0 });
-            }
-            // Every revision of a withdrawn address goes.
-            for (_, id, valid_until) in seen.listings.remove(&(author, key)).unwrap_or_default() {
-                fixes.push(Fix::Remove { id, author, expiry: valid_until });
-            }
-        }
-        for ((author, key), mut revisions) in seen.listings {
-            revisions.sort_unstable();
-            if let Some((revision, id, valid_until)) = revisions.pop() {
-                fixes.push(Fix::ListingHead(author, key, ListingHead { id, revision, valid_until }));
-            }
-            for (_, id, valid_until) in revisions {
-                fixes.push(Fix::Remove { id, author, expiry: valid_until });
-            }
-        }
-        for (author, mut profiles) in seen.profiles {
-            profiles.sort_unstable();
-            let Some((created_at, id)) = profiles.pop() else { continue };
-            fixes.push(Fix::ProfileHead(author, ProfileHead { id, created_at }));
-            for (_, id) in profiles {
-                fixes.push(Fix::Remove { id, author, expiry: created_at.saturating_add(keys::SUPERSEDED_MARKER_SECS) });
-            }
-        }
-        // Revocations last: revoking a current revision or profile then also drops its head.
-        for (author, target) in seen.revocations {
-            fixes.push(Fix::Revoke { author, target });
-        }
-        for part in fixes.chunks(REPAIR_CHUNK) {
-            report.inconsistent_removed += t.transact(|tx| {
-                let mut removed = 0u64;
-                for fix in part {
-                    match fix {
-                        Fix::ListingHead(author, key, head) => tx.set_listing_head(author, key, *head)?,
-                        Fix::WithdrawalHead(author, key, id) => {
-                            tx.heads.insert(keys::head_withdrawal(author, key), id.as_bytes())?;
-                        }
-                        Fix::ProfileHead(author, head) => {
-                            tx.heads.insert(keys::head_profile(author), head.encode())?;
-                        }
-                        Fix::Remove { id, author, expiry } => {
-                            if tx.remove_record(id)? != Removed::NotStored {
-                                removed += 1;
-                            }
-                            if *expiry > 0 {
-                                tx.mark_refused(id, author, *expiry, false)?;
-                            }
-                        }
-                        Fix::Revoke { author, target } => {
-                            let stored = tx.records.get(target.as_bytes())?;
-                            let same_author = stored
-                                .as_ref()
-                                .and_then(|b| decode(b).ok())
-                                .is_some_and(|u| u.header().author == *author);
-                            if same_author && tx.remove_record(target)? != Removed::NotStored {
-                                removed += 1;
-                            }
-                            // A target stored by someone else is not touched (a valid revocation
-                            // cannot name one); the marker then only claims the author.
-                            tx.mark_refused(target, author, keys::NEVER, !same_author)?;
-                        }
-                    }
-                }
-                Ok(removed)
-            })?;
-        }
+        loader.revoke();
+        report.inconsistent_removed = loader.removed;
         report.kept = report.checked.saturating_sub(report.corrupt_removed + report.inconsistent_removed);
 
         // 5.
-        t.meta.remove(keys::META_NEEDS_REPAIR)?;
-        self.inner.db.flush()?;
+        for part in loader.fixes.chunks(FIX_CHUNK) {
+            (&t.log, &t.refused)
+                .transaction(|(log, refused)| {
+                    for fix in part {
+                        match fix {
+                            Fix::Remove(seq) => {
+                                log.remove(&keys::seq_key(*seq))?;
+                            }
+                            Fix::Mark(id, m) => {
+                                refused.insert(id.as_bytes(), &m.encode()[..])?;
+                            }
+                        }
+                    }
+                    Ok::<_, sled::transaction::ConflictableTransactionError<StoreError>>(())
+                })
+                .map_err(StoreError::from)?;
+        }
+        // Sequence numbers are never reused, even those of records removed at the end of the log.
+        let last_seq = t.log.last()?.and_then(|(k, _)| keys::seq_of(&k)).map_or(0, |s| s + 1);
+        loader.mem.next_seq = loader.mem.next_seq.max(last_seq).max(self.mem().next_seq);
+        loader.search.shrink_to_fit();
+        *self.mem_mut() = loader.mem;
+        *self.search_mut() = loader.search;
+
+        if verify || !loader.fixes.is_empty() || !bad_keys.is_empty() {
+            t.meta.remove(keys::META_NEEDS_REPAIR)?;
+            self.inner.db.flush()?;
+        }
         Ok(report)
     }
 }
