@@ -23,8 +23,9 @@ use criterion::Criterion;
 use troc_node::search::{Query, SearchIndex, Sort};
 use troc_protocol::{Category, Identity, Kind, Listing, ListingKey, Signed, Terms, geohash};
 
-/// "Now" for the whole benchmark.
-const NOW: u64 = 1_750_000_000;
+/// "Now" for the whole benchmark: today at 00:00 UTC. Real time, not a fixed date, because the API
+/// part feeds the listings to a node, which checks them against its clock.
+static NOW: std::sync::LazyLock<u64> = std::sync::LazyLock::new(|| troc_node::now_secs() / DAY * DAY);
 const DAY: u64 = 86_400;
 const AUTHORS: usize = 2_000;
 const VOCABULARY: usize = 2_000;
@@ -368,8 +369,8 @@ fn listing(corpus: &Corpus, rng: &mut Rng, n: usize) -> (usize, u64, Listing) {
         }
         _ => String::new(),
     };
-    let created_at = NOW - rng.below(90 * DAY as usize) as u64;
-    let valid_until = NOW + 1 + rng.below(90 * DAY as usize) as u64;
+    let created_at = *NOW - rng.below(90 * DAY as usize) as u64;
+    let valid_until = *NOW + 1 + rng.below(90 * DAY as usize) as u64;
     let in_return = if matches!(kind, Kind::Swap | Kind::Barter) { corpus.sentence(rng, 3) } else { String::new() };
     let mut key = [0u8; 16];
     key[..8].copy_from_slice(&(n as u64).to_be_bytes());
@@ -489,6 +490,98 @@ fn rss() -> Option<u64> {
     line.split_whitespace().nth(1)?.parse::<u64>().ok().map(|kb| kb * 1024)
 }
 
+/// A query as `/v1/search` parameters.
+fn query_string(q: &Query) -> String {
+    let mut parts = Vec::new();
+    let mut push = |k: &str, v: String| {
+        let enc: String = v
+            .bytes()
+            .map(|b| if b.is_ascii_alphanumeric() || b == b'-' { (b as char).to_string() } else { format!("%{b:02X}") })
+            .collect();
+        parts.push(format!("{k}={enc}"));
+    };
+    if !q.text.is_empty() {
+        push("text", q.text.clone());
+    }
+    for k in &q.kinds {
+        push("kind", serde_json::to_value(k).unwrap().as_str().unwrap().to_owned());
+    }
+    if let Some(c) = &q.category {
+        push("category", serde_json::to_value(c).unwrap().as_str().unwrap().to_owned());
+    }
+    if let Some(t) = &q.tag {
+        push("tag", t.clone());
+    }
+    if let Some(n) = &q.near {
+        push("near", n.clone());
+    }
+    if let Some(w) = q.within_km {
+        push("within_km", w.to_string());
+    }
+    if let Some(s) = q.sort {
+        push("sort", s.as_str().to_owned());
+    }
+    parts.join("&")
+}
+
+/// The mix-1 queries through the whole stack: a node holding the listings (stored through its
+/// ingest path), its API server, and an HTTP client on loopback. Prints the percentiles.
+fn api_search(all: &[Signed<Listing>], queries: &[Query]) {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let home = tempfile::tempdir().unwrap();
+        let mut cfg = troc_node::NodeConfig::for_test(home.path().to_path_buf(), Identity::from_seed(&[3; 32]));
+        cfg.store_cache_bytes = troc_node::store::DEFAULT_CACHE_BYTES;
+        let (node, _events) = troc_node::Node::spawn(cfg).await.unwrap();
+        let t = Instant::now();
+        for chunk in all.chunks(256) {
+            node.ingest_local(chunk.iter().map(|l| l.bytes().to_vec()).collect()).await.unwrap();
+        }
+        let stored = node.store().stats().unwrap().live_listings;
+        println!();
+        println!(
+            "API: {stored} live listings stored through the node's ingest path in {:.1} s",
+            t.elapsed().as_secs_f64()
+        );
+        let mut api_cfg =
+            troc_node::api::ApiConfig::new(home.path().to_path_buf(), troc_node::api::LocalProfile::default());
+        api_cfg.addr = "127.0.0.1:0".parse().unwrap();
+        let server = troc_node::api::serve(node.clone(), api_cfg).await.unwrap();
+        let base = format!("http://{}/v1/search?", server.local_addr());
+        let token = troc_node::api::read_token(home.path()).unwrap();
+        let http = reqwest::Client::new();
+        let urls: Vec<String> = queries.iter().map(|q| format!("{base}{}", query_string(q))).collect();
+        for url in urls.iter().take(100) {
+            let r = http.get(url).bearer_auth(&token).send().await.unwrap();
+            assert!(r.status().is_success(), "{url}: {}", r.status());
+            black_box(r.bytes().await.unwrap());
+        }
+        let mut times = Vec::with_capacity(urls.len());
+        let mut bytes = 0usize;
+        for url in &urls {
+            let t = Instant::now();
+            let r = http.get(url).bearer_auth(&token).send().await.unwrap();
+            let body = r.bytes().await.unwrap();
+            times.push(t.elapsed());
+            bytes += body.len();
+        }
+        times.sort();
+        let mean = times.iter().sum::<Duration>() / times.len() as u32;
+        println!(
+            "API mix 1 over HTTP ({} queries, page of 20, {} bytes per answer on average): p50 {} ms, p90 {} ms, p99 {} ms, max {} ms, mean {} ms",
+            times.len(),
+            bytes / times.len(),
+            ms(percentile(&times, 0.5)),
+            ms(percentile(&times, 0.9)),
+            ms(percentile(&times, 0.99)),
+            ms(*times.last().unwrap()),
+            ms(mean),
+        );
+        server.shutdown().await;
+        node.shutdown().await.unwrap();
+    });
+}
+
 fn main() {
     let benching = std::env::args().any(|a| a == "--bench");
     let (n, per_mix) = if benching { (100_000, 2_000) } else { (10_000, 200) };
@@ -501,7 +594,7 @@ fn main() {
     // Build (the upserts alone: reading the store is not counted), with the memory it takes.
     let rss_before = rss();
     let t = Instant::now();
-    let mut index = SearchIndex::build(&all, NOW);
+    let mut index = SearchIndex::build(&all, *NOW);
     let build = t.elapsed();
     let rss_after = rss();
     assert_eq!(index.len(), n);
@@ -527,13 +620,13 @@ fn main() {
         let mut qrng = Rng(1000 + name.len() as u64);
         let queries: Vec<Query> = (0..per_mix).map(|_| make(&corpus, &mut qrng)).collect();
         for q in queries.iter().take(100) {
-            black_box(index.search(q, NOW).unwrap());
+            black_box(index.search(q, *NOW).unwrap());
         }
         let mut times = Vec::with_capacity(queries.len());
         let mut matched = 0usize;
         for q in &queries {
             let t = Instant::now();
-            let r = index.search(q, NOW).unwrap();
+            let r = index.search(q, *NOW).unwrap();
             times.push(t.elapsed());
             matched += r.total;
             black_box(r);
@@ -578,7 +671,7 @@ fn main() {
     }
     println!("remove_id: {:.2} µs", t.elapsed().as_secs_f64() * 1e6 / news.len() as f64);
     let t = Instant::now();
-    let expired = index.remove_expired(NOW);
+    let expired = index.remove_expired(*NOW);
     println!("remove_expired scan (nothing expired: {expired}): {} ms", ms(t.elapsed()));
     let mut copy = index.clone();
     for l in all.iter().step_by(2) {
@@ -593,7 +686,7 @@ fn main() {
     let mut hits = 0usize;
     for l in &news {
         for p in &saved {
-            hits += usize::from(p.matches(l, NOW));
+            hits += usize::from(p.matches(l, *NOW));
         }
     }
     let per = t.elapsed().as_secs_f64() * 1e6 / (news.len() * saved.len()) as f64;
@@ -601,10 +694,13 @@ fn main() {
     let t = Instant::now();
     for l in news.iter().take(100) {
         for q in prepared[0].1.iter().take(100) {
-            black_box(troc_node::search::matches(q, l, NOW).unwrap());
+            black_box(troc_node::search::matches(q, l, *NOW).unwrap());
         }
     }
     println!("  the same with the query prepared each time: {:.2} µs", t.elapsed().as_secs_f64() * 1e6 / 10_000.0);
+
+    // End to end: the same listings in a real node, queried over HTTP through the local API.
+    api_search(&all, &prepared[0].1);
 
     // Criterion: each mix cycles through its queries.
     let mut c = Criterion::default().sample_size(20).measurement_time(Duration::from_secs(3)).configure_from_args();
@@ -613,7 +709,7 @@ fn main() {
         c.bench_function(&format!("search {n}: mix {name}"), |b| {
             b.iter(|| {
                 i = (i + 1) % queries.len();
-                black_box(index.search(&queries[i], NOW).unwrap())
+                black_box(index.search(&queries[i], *NOW).unwrap())
             })
         });
     }
@@ -621,7 +717,7 @@ fn main() {
     c.bench_function("saved search: matches one listing", |b| {
         b.iter(|| {
             i = (i + 1) % (news.len() * saved.len());
-            black_box(saved[i % saved.len()].matches(&news[i / saved.len()], NOW))
+            black_box(saved[i % saved.len()].matches(&news[i / saved.len()], *NOW))
         })
     });
     c.final_summary();

@@ -288,6 +288,10 @@ async fn session(ctx: &Ctx, peer: PeerId, scope: &str) -> Result<(usize, usize, 
     Ok(total)
 }
 
+/// A fetch of at least this many records reports its progress (`NodeEvent::SyncProgress`), for the
+/// progress bar of `troc up`; smaller ones only report `SyncDone`.
+const PROGRESS_FROM: usize = 256;
+
 /// Back-to-back sessions for one scope at most, when each stops at the round limit.
 const MAX_SESSIONS_PER_SCOPE: usize = 8;
 
@@ -313,6 +317,11 @@ async fn one_session(ctx: &Ctx, peer: PeerId, scope: &str) -> Result<(usize, usi
     // a record is fetched and refused by the ingest path; we then push what made it dead (the
     // newer revision, the withdrawal), after which the peer drops it too.
     let (mut fetched, mut stored) = (0, 0);
+    let total = need.len();
+    let report = total >= PROGRESS_FROM;
+    if report {
+        let _ = ctx.events.send(NodeEvent::SyncProgress { peer, scope: scope.to_owned(), fetched: 0, total });
+    }
     let mut queue: std::collections::VecDeque<sync::IdPrefix> = need.into();
     let mut rounds = 0;
     while !queue.is_empty() && rounds < 10_000 {
@@ -331,6 +340,10 @@ async fn one_session(ctx: &Ctx, peer: PeerId, scope: &str) -> Result<(usize, usi
                 queue.extend(sync::not_sent(&prefixes, &received, &missing));
                 fetched += records.len();
                 stored += ingest(ctx, peer, records).await?;
+                if report {
+                    let fetched = fetched.min(total);
+                    let _ = ctx.events.send(NodeEvent::SyncProgress { peer, scope: scope.to_owned(), fetched, total });
+                }
             }
             SyncResponse::Refused { code, message } => return Err(format!("fetch refused ({code}): {message}")),
             _ => {

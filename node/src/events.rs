@@ -37,6 +37,14 @@ pub enum NodeEvent {
         #[serde(serialize_with = "crate::events::display")]
         peer: PeerId,
     },
+    /// A large catch-up is fetching records: `fetched` of about `total` (one event per fetched chunk).
+    SyncProgress {
+        #[serde(serialize_with = "crate::events::display")]
+        peer: PeerId,
+        scope: String,
+        fetched: usize,
+        total: usize,
+    },
     /// A catch-up session with a peer finished.
     SyncDone {
         #[serde(serialize_with = "crate::events::display")]

@@ -81,6 +81,14 @@ pub fn save(home: &Path, identity: &Identity) -> Result<(), KeystoreError> {
     Ok(())
 }
 
+/// Restores an identity from its secret key (the 32-byte seed, as in a backup) into `home`, with the
+/// same guarantees as [`create`]: mode 0600 from the start, and never over an existing key.
+pub fn restore(home: &Path, secret: &[u8; 32]) -> Result<Identity, KeystoreError> {
+    let identity = Identity::from_seed(secret);
+    save(home, &identity)?;
+    Ok(identity)
+}
+
 /// Loads the identity of `home`.
 pub fn load(home: &Path) -> Result<Identity, KeystoreError> {
     let path = key_path(home);
@@ -171,6 +179,25 @@ mod tests {
         let (b, created) = load_or_create(dir.path()).unwrap();
         assert!(!created);
         assert_eq!(a.public(), b.public());
+    }
+
+    #[test]
+    fn restore_writes_the_same_key_and_never_overwrites() {
+        let dir = tempfile::tempdir().unwrap();
+        let original = create(&dir.path().join("a")).unwrap();
+        let home = dir.path().join("b");
+        let restored = restore(&home, &original.seed()).unwrap();
+        assert_eq!(restored.public(), original.public());
+        assert_eq!(load(&home).unwrap().public(), original.public());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(key_path(&home)).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600);
+        }
+        let other = Identity::from_seed(&[9u8; 32]);
+        assert!(matches!(restore(&home, &other.seed()), Err(KeystoreError::AlreadyExists { .. })));
+        assert_eq!(load(&home).unwrap().public(), original.public(), "the key is unchanged");
     }
 
     #[test]

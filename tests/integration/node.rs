@@ -131,6 +131,21 @@ async fn offline_node_catches_up_exactly() {
     for l in &listings[..20] {
         assert!(!c_node.handle.store().contains(&l.id()).unwrap(), "a withdrawn listing never reaches c");
     }
+    // A catch-up this large reports its progress, up to the end (the last event may come just after
+    // the store has converged: the session reports a chunk once the writer has stored it).
+    let mut c_node = c_node;
+    let mut progress = Vec::new();
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    while !progress.iter().any(|&(f, t)| f == t) {
+        match tokio::time::timeout_at(deadline, c_node.events.recv()).await {
+            Ok(Ok(troc_node::events::NodeEvent::SyncProgress { fetched, total, .. })) => {
+                progress.push((fetched, total))
+            }
+            Ok(Ok(_)) => {}
+            other => panic!("no complete catch-up progress: {progress:?} ({other:?})"),
+        }
+    }
+    assert!(progress.first().is_some_and(|&(f, t)| f == 0 && t >= 256), "{progress:?}");
     for n in [&a, &b, &c_node] {
         n.handle.shutdown().await.expect("clean shutdown");
     }

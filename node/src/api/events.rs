@@ -225,6 +225,12 @@ fn translate(state: &AppState, memory: &Mutex<AlertMemory>, event: &NodeEvent) -
             None,
             None,
         )],
+        NodeEvent::SyncProgress { peer, scope, fetched, total } => vec![(
+            "sync_progress",
+            json!({ "peer_id": peer.to_base58(), "scope": scope, "fetched": fetched, "total": total }),
+            None,
+            None,
+        )],
         NodeEvent::Rejected { peer, code } => {
             vec![("rejected", json!({ "peer_id": peer.to_base58(), "code": code }), None, None)]
         }

@@ -400,3 +400,15 @@ fn the_openapi_document_lists_exactly_the_routes() {
     served.sort();
     assert_eq!(documented, served);
 }
+
+#[test]
+fn distances_default_to_the_nodes_own_location() {
+    let pairs = |v: &[(&str, &str)]| v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect::<Vec<_>>();
+    let q = routes::search_query(&pairs(&[("within_km", "5")]), &[], Some("u09tv")).unwrap();
+    assert_eq!((q.near.as_deref(), q.within_km), (Some("u09tv"), Some(5.0)));
+    let q = routes::search_query(&pairs(&[("near", "48.85,2.35")]), &[], None).unwrap();
+    assert_eq!(q.sort, Some(crate::search::Sort::Distance));
+    assert_eq!(q.near.as_deref().map(str::len), Some(5));
+    assert!(routes::search_query(&pairs(&[("within_km", "5")]), &[], None).is_err());
+    assert!(routes::search_query(&pairs(&[("sort", "distance")]), &[], None).is_err());
+}
