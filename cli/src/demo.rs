@@ -631,6 +631,11 @@ async fn setup(
         .collect();
     out.event(json!({ "event": "ready", "nodes": nodes, "listings": m, "complete": complete, "try": tries }), || {
         let mut s = format!("\nThe neighbourhood is up. From another terminal, be {}:\n", you.person.name);
+        if let Some(exe) = troc_off_path() {
+            s.push_str(&format!(
+                "  (`troc` is not on your PATH: use {exe} for it below, or install it with `cargo install --path cli`)\n"
+            ));
+        }
         for t in &tries {
             s.push_str(&format!("  {t}\n"));
         }
@@ -766,6 +771,16 @@ async fn shutdown_signal() {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
+}
+
+/// This executable's path when `troc` on the PATH is not this program (after `cargo run`, say), so the
+/// hints can say what to type; `None` when `troc` already finds it.
+fn troc_off_path() -> Option<String> {
+    let exe = std::env::current_exe().ok()?.canonicalize().ok()?;
+    let found = std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|dir| dir.join("troc").canonicalize().ok().as_ref() == Some(&exe))
+    });
+    (!found).then(|| shell_word(&exe))
 }
 
 #[cfg(test)]
