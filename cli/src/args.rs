@@ -465,34 +465,14 @@ pub struct SearchArgs {
     #[command(flatten)]
     pub filters: Filters,
     /// Order of the results (default: relevance with TEXT, else newest; distance with --near alone).
-    #[arg(long, value_enum)]
-    pub sort: Option<Sort>,
+    #[arg(long, value_parser = sort_parser())]
+    pub sort: Option<troc_node::search::Sort>,
     /// How many results at most (1 to 200; default 20).
     #[arg(long, short = 'n', value_parser = clap::value_parser!(u16).range(1..=200))]
     pub limit: Option<u16>,
     /// Skip this many results (paging).
     #[arg(long)]
     pub offset: Option<u32>,
-}
-
-/// The orders `troc search` knows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Sort {
-    Relevance,
-    Newest,
-    Distance,
-    Expiring,
-}
-
-impl Sort {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Sort::Relevance => "relevance",
-            Sort::Newest => "newest",
-            Sort::Distance => "distance",
-            Sort::Expiring => "expiring",
-        }
-    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -619,6 +599,13 @@ fn kind_parser() -> PossibleValuesParser {
 
 fn offer_kind_parser() -> PossibleValuesParser {
     PossibleValuesParser::new(Kind::ALL.iter().filter(|k| k.is_offer()).map(|k| k.as_str()))
+}
+
+/// The search orders, as the node names them.
+fn sort_parser() -> impl clap::builder::TypedValueParser<Value = troc_node::search::Sort> {
+    use clap::builder::TypedValueParser;
+    use troc_node::search::Sort;
+    PossibleValuesParser::new(Sort::ALL.iter().map(|s| s.as_str())).try_map(|s| s.parse::<Sort>())
 }
 
 fn category_parser() -> PossibleValuesParser {

@@ -328,7 +328,7 @@ pub fn run(home: &Path, args: &DemoArgs, json: bool) -> anyhow::Result<()> {
         let out = Out { json };
         let tracker = Tracker::new();
         let mut hood: Vec<Neighbour> = Vec::new();
-        let shutdown = shutdown_signal();
+        let shutdown = crate::cmd::shutdown_signal();
         tokio::pin!(shutdown);
         let outcome = tokio::select! {
             r = setup(&root, args, out, &tracker, &mut hood) => Some(r),
@@ -749,28 +749,6 @@ async fn live(
         *live = None;
     }
     reports.abort_all();
-}
-
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }
 
 /// This executable's path when `troc` on the PATH is not this program (after `cargo run`, say), so the

@@ -5,7 +5,7 @@ use anyhow::Context;
 use serde_json::{Value, json};
 
 use super::Ctx;
-use super::listings::{filters_json, with_default_near};
+use super::listings::filters_json;
 use crate::args::AlertCommand;
 use crate::client::Api;
 use crate::output::{self, clean, str_of, table};
@@ -38,8 +38,7 @@ pub async fn run(ctx: &Ctx, cmd: AlertCommand) -> anyhow::Result<()> {
     let api = Api::open(&ctx.home)?;
     match cmd {
         AlertCommand::Add(args) => {
-            let filters = with_default_near(ctx, &args.filters, false)?;
-            let body = json!({ "name": args.name, "query": filters_json(args.text.as_deref(), &filters) });
+            let body = json!({ "name": args.name, "query": filters_json(args.text.as_deref(), &args.filters) });
             let v = api.post(&["v1", "alerts"], &body).await.context("could not save the alert")?;
             if ctx.json {
                 ctx.print_json(&v);

@@ -7,7 +7,7 @@ use anyhow::Context;
 use serde_json::{Map, Value, json};
 
 use super::Ctx;
-use crate::args::{EditArgs, Filters, ListingCommand, ListingFields, Money, SearchArgs, Sort, TermArgs};
+use crate::args::{EditArgs, Filters, ListingCommand, ListingFields, Money, SearchArgs, TermArgs};
 use crate::client::{Api, Query};
 use crate::exit::CliError;
 use crate::output::{self, str_of, table};
@@ -239,77 +239,61 @@ pub async fn mine(ctx: &Ctx) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The shared filters as `(name, value)` pairs, named as `/v1/search` names them. Distances need no
+/// default here: the node measures from its own location when `near` is missing.
+fn filter_pairs(text: Option<&str>, f: &Filters) -> Vec<(&'static str, Value)> {
+    let mut pairs = Vec::new();
+    if let Some(t) = text.filter(|t| !t.trim().is_empty()) {
+        pairs.push(("text", json!(t)));
+    }
+    if !f.kinds.is_empty() {
+        pairs.push(("kind", json!(f.kinds)));
+    }
+    let singles = [
+        ("category", &f.category),
+        ("tag", &f.tag),
+        ("community", &f.community),
+        ("author", &f.author),
+        ("near", &f.near),
+    ];
+    for (k, v) in singles {
+        if let Some(v) = v {
+            pairs.push((k, json!(v)));
+        }
+    }
+    if let Some(km) = f.within {
+        pairs.push(("within_km", json!(km)));
+    }
+    pairs
+}
+
 /// The query parameters of the shared filters (`/v1/search`, `/v1/events`).
 pub fn filters_query(text: Option<&str>, f: &Filters) -> Query {
-    let mut q: Query = Vec::new();
-    if let Some(t) = text.filter(|t| !t.trim().is_empty()) {
-        q.push(("text", t.to_owned()));
-    }
-    if !f.kinds.is_empty() {
-        q.push(("kind", f.kinds.join(",")));
-    }
-    let singles = [
-        ("category", &f.category),
-        ("tag", &f.tag),
-        ("community", &f.community),
-        ("author", &f.author),
-        ("near", &f.near),
-    ];
-    for (k, v) in singles {
-        if let Some(v) = v {
-            q.push((k, v.clone()));
-        }
-    }
-    if let Some(km) = f.within {
-        q.push(("within_km", km.to_string()));
-    }
-    q
+    filter_pairs(text, f)
+        .into_iter()
+        .map(|(k, v)| {
+            let v = match v {
+                Value::String(s) => s,
+                Value::Array(items) => items.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(","),
+                other => other.to_string(),
+            };
+            (k, v)
+        })
+        .collect()
 }
 
-/// The shared filters as an alert's JSON query (`POST /v1/alerts`).
+/// The shared filters as an alert's JSON query (`POST /v1/alerts`), where the kinds are a list
+/// named `kinds`.
 pub fn filters_json(text: Option<&str>, f: &Filters) -> Value {
-    let mut q = Map::new();
-    if let Some(t) = text.filter(|t| !t.trim().is_empty()) {
-        q.insert("text".into(), json!(t));
-    }
-    if !f.kinds.is_empty() {
-        q.insert("kinds".into(), json!(f.kinds));
-    }
-    let singles = [
-        ("category", &f.category),
-        ("tag", &f.tag),
-        ("community", &f.community),
-        ("author", &f.author),
-        ("near", &f.near),
-    ];
-    for (k, v) in singles {
-        if let Some(v) = v {
-            q.insert(k.into(), json!(v));
-        }
-    }
-    if let Some(km) = f.within {
-        q.insert("within_km".into(), json!(km));
-    }
+    let q: Map<String, Value> =
+        filter_pairs(text, f).into_iter().map(|(k, v)| (if k == "kind" { "kinds" } else { k }.to_owned(), v)).collect();
     Value::Object(q)
-}
-
-/// The filters with `near` defaulting to the person's location (troc.toml) when a distance needs a
-/// starting point (`--within`, or sorting by distance) and none was given.
-pub fn with_default_near(ctx: &Ctx, f: &Filters, distance_sort: bool) -> anyhow::Result<Filters> {
-    let mut f = f.clone();
-    if f.near.is_none() && (f.within.is_some() || distance_sort) {
-        f.near = crate::config::load(&ctx.home)?.location;
-    }
-    Ok(f)
 }
 
 pub async fn search(ctx: &Ctx, args: &SearchArgs) -> anyhow::Result<()> {
     let api = Api::open(&ctx.home)?;
-    let filters = with_default_near(ctx, &args.filters, args.sort == Some(Sort::Distance))?;
-    let mut q = filters_query(args.text.as_deref(), &filters);
-    // A place to measure from and no other use for it: nearest first.
-    let sort = args.sort.or((args.filters.near.is_some() && filters.within.is_none()).then_some(Sort::Distance));
-    if let Some(s) = sort {
+    let mut q = filters_query(args.text.as_deref(), &args.filters);
+    if let Some(s) = args.sort {
         q.push(("sort", s.as_str().to_owned()));
     }
     if let Some(n) = args.limit {

@@ -17,6 +17,8 @@ mod setup;
 mod up;
 mod watch;
 
+pub(crate) use up::shutdown_signal;
+
 /// What every command gets: the home and the output mode.
 #[derive(Debug, Clone)]
 pub struct Ctx {

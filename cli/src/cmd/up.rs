@@ -136,7 +136,8 @@ pub fn run(ctx: &Ctx, args: &UpArgs) -> anyhow::Result<()> {
     })
 }
 
-async fn shutdown_signal() {
+/// Resolves at Ctrl-C (SIGINT) or SIGTERM: what stops `troc up` and `troc demo`.
+pub(crate) async fn shutdown_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};

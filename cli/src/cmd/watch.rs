@@ -10,7 +10,7 @@ use futures::StreamExt;
 use serde_json::{Map, Value};
 
 use super::Ctx;
-use super::listings::{filters_query, with_default_near};
+use super::listings::filters_query;
 use crate::args::WatchArgs;
 use crate::client::Api;
 use crate::output::{self, clean, str_of};
@@ -71,8 +71,7 @@ pub fn human_line(event: &Value, now: u64) -> String {
 
 pub async fn run(ctx: &Ctx, args: &WatchArgs) -> anyhow::Result<()> {
     let api = Api::open(&ctx.home)?;
-    let filters = with_default_near(ctx, &args.filters, false)?;
-    let mut q = filters_query(args.text.as_deref(), &filters);
+    let mut q = filters_query(args.text.as_deref(), &args.filters);
     if !args.types.is_empty() {
         let types: Vec<&str> = args.types.iter().map(|t| t.as_str()).collect();
         q.insert(0, ("types", types.join(",")));

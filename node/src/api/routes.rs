@@ -440,9 +440,7 @@ async fn mine(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
 
 /// Builds a search query from query-string pairs (`kind` may repeat or hold a comma list).
 /// `extra` lists further keys the caller handles itself (they are skipped here).
-///
-/// Distances: `within_km` or `sort=distance` without `near` are measured from the node's own
-/// location (`troc.toml`), and `near` alone sorts by distance.
+/// Distances get [`with_distance_defaults`].
 pub(crate) fn search_query(
     pairs: &[(String, String)],
     extra: &[&str],
@@ -490,6 +488,14 @@ pub(crate) fn search_query(
             other => return Err(ApiError::bad_request(format!("unknown query parameter {other:?}"))),
         }
     }
+    with_distance_defaults(&mut q, home)?;
+    q.prepare().map_err(|e| ApiError::bad_request(e.to_string()))?;
+    Ok(q)
+}
+
+/// `within_km` or `sort=distance` without `near` measure from the node's own location (`home`);
+/// `near` alone sorts nearest first. For searches, event streams and saved searches alike.
+fn with_distance_defaults(q: &mut SearchQuery, home: Option<&str>) -> Result<(), ApiError> {
     let wants_distance = q.within_km.is_some() || q.sort == Some(Sort::Distance);
     if q.near.is_none() && wants_distance {
         q.near = Some(home.map(str::to_owned).ok_or_else(|| {
@@ -499,8 +505,7 @@ pub(crate) fn search_query(
     if q.near.is_some() && q.within_km.is_none() && q.sort.is_none() {
         q.sort = Some(Sort::Distance);
     }
-    q.prepare().map_err(|e| ApiError::bad_request(e.to_string()))?;
-    Ok(q)
+    Ok(())
 }
 
 /// Runs a search in the store's index.
@@ -546,14 +551,16 @@ async fn add_alert(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<NewAlert>,
 ) -> Result<(StatusCode, Json<Alert>), ApiError> {
-    body.query.prepare().map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let mut query = body.query;
+    with_distance_defaults(&mut query, state.profile.location.as_deref())?;
+    query.prepare().map_err(|e| ApiError::bad_request(e.to_string()))?;
     if body.name.chars().count() > MAX_ALERT_NAME {
         return Err(ApiError::bad_request(format!("the name is over {MAX_ALERT_NAME} characters")));
     }
     let mut id = [0u8; 4];
     getrandom::fill(&mut id).map_err(|e| ApiError::internal(format!("no randomness: {e}")))?;
-    let name = if body.name.is_empty() { body.query.text.clone() } else { body.name };
-    let alert = Alert { id: hex::encode(id), name, query: body.query, created_at: now() };
+    let name = if body.name.is_empty() { query.text.clone() } else { body.name };
+    let alert = Alert { id: hex::encode(id), name, query, created_at: now() };
     let local = state.local.clone();
     let saved = alert.clone();
     blocking(move || {
