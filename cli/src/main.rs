@@ -55,7 +55,12 @@ mod exit;
 mod output;
 mod sse;
 
+/// jemalloc, configured to give freed memory back (see `troc_node::alloc`).
+#[global_allocator]
+static ALLOC: troc_node::alloc::Allocator = troc_node::alloc::Allocator;
+
 fn main() -> ExitCode {
+    troc_node::alloc::configure();
     let parsed = args::command().try_get_matches().and_then(|m| args::Cli::from_arg_matches(&m));
     // `troc up` logs the node's main steps; the demo runs many nodes and prints its own account of
     // them, so it logs only warnings. RUST_LOG overrides both.

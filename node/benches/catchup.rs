@@ -22,6 +22,10 @@ use troc_node::sync::{
 };
 use troc_protocol::{Category, Currency, Identity, Kind, Listing, ListingKey, Money, RecordId, Signed, Terms};
 
+/// The troc binary's allocator and settings (`troc_node::alloc`), so the figures are the binary's.
+#[global_allocator]
+static ALLOC: troc_node::alloc::Allocator = troc_node::alloc::Allocator;
+
 const T0: u64 = 1_700_000_000;
 const AUTHORS: usize = 1_000;
 
@@ -260,6 +264,7 @@ fn report(name: &str, a: &Side, b: &Side, f: &Figures, millis: f64) {
 }
 
 fn main() {
+    troc_node::alloc::configure();
     let benching = std::env::args().any(|a| a == "--bench");
     let n: usize = if benching { 100_000 } else { 10_000 };
     let diff = n / 100;

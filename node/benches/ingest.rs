@@ -40,6 +40,10 @@ use troc_node::store::{Store, StoreConfig};
 use troc_node::{Node, NodeConfig, NodeHandle, now_secs};
 use troc_protocol::{Identity, PeerId, SignedRecord, decode, signed_message, verify_batch};
 
+/// The troc binary's allocator and settings (`troc_node::alloc`), so the figures are the binary's.
+#[global_allocator]
+static ALLOC: troc_node::alloc::Allocator = troc_node::alloc::Allocator;
+
 const AUTHORS: usize = 5_000;
 /// Records per job in the stream, and jobs in flight.
 const STREAM_JOB: usize = 64;
@@ -178,6 +182,7 @@ fn growth(count: usize) {
 }
 
 fn main() {
+    troc_node::alloc::configure();
     let benching = std::env::args().any(|a| a == "--bench");
     if let Ok(n) = std::env::var("TROC_INGEST_GROWTH_ONLY") {
         // For profiling the store alone: `TROC_INGEST_GROWTH_ONLY=50000 cargo bench ... --bench ingest`.
@@ -211,12 +216,13 @@ fn main() {
     )
     .unwrap();
 
+    let paired_only: Option<usize> = std::env::var("TROC_INGEST_PAIRED_ONLY").ok().map(|n| n.parse().unwrap());
     let mut c = Criterion::default()
         .sample_size(10)
         .warm_up_time(Duration::from_secs(2))
         .measurement_time(Duration::from_secs(6))
         .configure_from_args();
-    {
+    if paired_only.is_none() {
         let mut g = c.benchmark_group("ingest");
         g.throughput(Throughput::Elements(64));
         g.bench_function("raw_verify_batch_64", |b| b.iter(|| raw64.verify()));
@@ -259,7 +265,7 @@ fn main() {
 
     // Paired: alternate one pipeline block (fresh records) and raw batch verifications of as many
     // records, so that a change in the machine's load affects both sides of the ratio alike.
-    let rounds = if benching { 200 } else { 2 };
+    let rounds = paired_only.unwrap_or(if benching { 200 } else { 2 });
     let block = STREAM_JOB * STREAM_JOBS;
     let (mut streamed, mut local, mut raw) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
     for _ in 0..rounds {

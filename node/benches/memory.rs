@@ -8,8 +8,9 @@
 //! than one batch of them; the baseline is the process's RSS before the node starts (runtime and
 //! the 1,000 author keys).
 //!
-//! Each cache size runs in its own child process (the high-water mark is per process): 8 MiB (what
-//! `for_test` sets), 16 MiB (the default of `NodeConfig::new`) and 64 MiB (the old default). A second
+//! Each cache size runs in its own child process (the high-water mark is per process): 8 MiB (the
+//! default of `NodeConfig::new` and `for_test`), 16 MiB and 64 MiB (earlier defaults). The process
+//! runs on the `troc` binary's allocator and settings (`troc_node::alloc`). A second
 //! child per cache size then starts a node on the same home, as a restart would: its store is
 //! opened and every in-memory index and the search index rebuilt from the records; it reports the
 //! RSS once the node is up, and how long starting took.
@@ -26,6 +27,10 @@ use std::time::Instant;
 use support::Generator;
 use troc_node::{Node, NodeConfig};
 use troc_protocol::Identity;
+
+/// The troc binary's allocator and settings (`troc_node::alloc`), so the figures are the binary's.
+#[global_allocator]
+static ALLOC: troc_node::alloc::Allocator = troc_node::alloc::Allocator;
 
 const AUTHORS: usize = 1_000;
 const BATCH: usize = 256;
@@ -143,6 +148,7 @@ fn child(cache_mib: u64, listings: usize, home: std::path::PathBuf) {
 }
 
 fn main() {
+    troc_node::alloc::configure();
     if let Ok(cache) = std::env::var(CHILD_ENV) {
         let listings = std::env::var(COUNT_ENV).unwrap().parse().unwrap();
         let home = std::env::var(HOME_ENV).unwrap().into();

@@ -29,6 +29,10 @@ use troc_node::metrics::Source;
 use troc_node::node::{Node, NodeHandle};
 use troc_protocol::{Category, Identity, Kind, Listing, ListingKey, RecordId, Signed, Terms};
 
+/// The troc binary's allocator and settings (`troc_node::alloc`), so the figures are the binary's.
+#[global_allocator]
+static ALLOC: troc_node::alloc::Allocator = troc_node::alloc::Allocator;
+
 const COMMUNITY: &str = "north-end";
 /// How long one message may take to reach every node before the next one is published.
 const MESSAGE_WINDOW: Duration = Duration::from_secs(2);
@@ -465,6 +469,7 @@ async fn run_one(n: usize, s: &Settings) -> Outcome {
 }
 
 fn main() {
+    troc_node::alloc::configure();
     let s = settings();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());

@@ -23,6 +23,10 @@ use criterion::Criterion;
 use troc_node::search::{Query, SearchIndex, Sort};
 use troc_protocol::{Category, Identity, Kind, Listing, ListingKey, Signed, Terms, geohash};
 
+/// The troc binary's allocator and settings (`troc_node::alloc`), so the figures are the binary's.
+#[global_allocator]
+static ALLOC: troc_node::alloc::Allocator = troc_node::alloc::Allocator;
+
 /// "Now" for the whole benchmark: today at 00:00 UTC. Real time, not a fixed date, because the API
 /// part feeds the listings to a node, which checks them against its clock.
 static NOW: std::sync::LazyLock<u64> = std::sync::LazyLock::new(|| troc_node::now_secs() / DAY * DAY);
@@ -583,6 +587,7 @@ fn api_search(all: &[Signed<Listing>], queries: &[Query]) {
 }
 
 fn main() {
+    troc_node::alloc::configure();
     let benching = std::env::args().any(|a| a == "--bench");
     let (n, per_mix) = if benching { (100_000, 2_000) } else { (10_000, 200) };
     let mut rng = Rng(1);

@@ -155,7 +155,6 @@ impl NodeConfig {
             listen: vec!["/ip4/127.0.0.1/tcp/0".parse().expect("valid multiaddr")],
             mdns: false,
             kad_server: true,
-            store_cache_bytes: 8 * 1024 * 1024,
             timing: Timing::fast(),
             ..NodeConfig::new(home, identity)
         }

@@ -5,6 +5,7 @@
 //! catch-up task ([`catchup`], [`sync`]), bounds ([`limits`], [`config`]) and [`metrics`]. The
 //! identity on disk is in [`keystore`]. See `ARCHITECTURE.md` for the map.
 
+pub mod alloc;
 pub mod api;
 pub mod catchup;
 pub mod config;

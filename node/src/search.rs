@@ -41,8 +41,9 @@
 //! # Layout and cost
 //!
 //! Entries live in slots (a compact "hot" part scanned by filters, a "cold" part read for results).
-//! An inverted index maps each word (in a `BTreeMap`, for prefix ranges) to a sorted list of slots
-//! with the word's weighted frequency. Removal is lazy: a removed entry's slot is marked dead and
+//! An inverted index maps each word to a sorted list of slots with the word's weighted frequency;
+//! the vocabulary is laid out to cost ~60 bytes per distinct word (`search/vocab.rs`), with a word
+//! order for prefix queries. Removal is lazy: a removed entry's slot is marked dead and
 //! its postings stay until dead slots outnumber half the live ones, when [`SearchIndex::compact`]
 //! renumbers the slots and drops them (and unused words, tags, authors and communities). Text
 //! queries score with dense per-slot accumulators (cost: the postings of the query's words);
@@ -52,15 +53,18 @@
 
 use std::borrow::Borrow;
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
-use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use troc_protocol::geohash;
 use troc_protocol::limits::MAX_GEOHASH_LEN;
 use troc_protocol::{Category, Kind, Listing, ListingKey, PublicKey, RecordId, Signed, Timestamp};
+
+mod vocab;
+
+use vocab::{MAX_SLOTS, Vocab, slot_of, tf_of};
 
 /// Results per page when the query does not say.
 pub const DEFAULT_LIMIT: usize = 20;
@@ -639,13 +643,6 @@ pub fn rough_distance(km: f64) -> String {
 // ---------------------------------------------------------------------------------------------
 // The index
 
-/// The posting list of one word: slots in increasing order, with the word's weighted frequency.
-#[derive(Debug, Clone, Default)]
-struct Postings {
-    slots: Vec<u32>,
-    tfs: Vec<u8>,
-}
-
 /// The part of an entry filters read (kept small: scans walk it).
 #[derive(Debug, Clone, Copy)]
 struct Hot {
@@ -759,11 +756,8 @@ pub struct SearchIndex {
     /// Live entries, and the sum of their document lengths (BM25's average).
     live: usize,
     live_doc_len: u64,
-    /// Every indexed word → its number in `postings`: ordered, for prefix ranges.
-    terms: BTreeMap<Arc<str>, u32>,
-    /// The same, hashed: exact lookups (every word of every listing indexed does one).
-    term_ids: HashMap<Arc<str>, u32>,
-    postings: Vec<Postings>,
+    /// Every indexed word and its postings (`vocab.rs`).
+    vocab: Vocab,
     tags: HashMap<Box<str>, Vec<u32>>,
     authors: Vec<AuthorEntry>,
     author_ids: HashMap<[u8; 32], u32>,
@@ -778,7 +772,7 @@ impl fmt::Debug for SearchIndex {
         f.debug_struct("SearchIndex")
             .field("live", &self.live)
             .field("slots", &self.hot.len())
-            .field("words", &self.terms.len())
+            .field("words", &self.vocab.len())
             .field("tags", &self.tags.len())
             .field("authors", &self.authors.len())
             .field("communities", &self.communities.len())
@@ -808,10 +802,7 @@ impl SearchIndex {
 
     /// Gives back the spare capacity of every list (build does it once at the end).
     pub fn shrink_to_fit(&mut self) {
-        for p in &mut self.postings {
-            p.slots.shrink_to_fit();
-            p.tfs.shrink_to_fit();
-        }
+        self.vocab.shrink_to_fit();
         self.tags.values_mut().for_each(Vec::shrink_to_fit);
         self.authors.iter_mut().for_each(|a| a.slots.shrink_to_fit());
         self.communities.iter_mut().for_each(|c| c.1.shrink_to_fit());
@@ -849,26 +840,17 @@ impl SearchIndex {
             }
             self.kill(slot);
         }
-        let Ok(slot) = u32::try_from(self.hot.len()) else {
-            // Four billion slots: unreachable under the store's quotas.
-            return false;
-        };
+        if self.hot.len() >= MAX_SLOTS {
+            self.compact();
+            if self.hot.len() >= MAX_SLOTS {
+                // 16 million live listings: unreachable under the store's quotas.
+                return false;
+            }
+        }
+        let slot = self.hot.len() as u32;
         let community = self.intern_community(&doc.community);
         for (word, tf) in doc.words {
-            match self.term_ids.get(&*word) {
-                Some(&t) => {
-                    let p = &mut self.postings[t as usize];
-                    p.slots.push(slot);
-                    p.tfs.push(tf);
-                }
-                None => {
-                    let t = self.postings.len() as u32;
-                    self.postings.push(Postings { slots: vec![slot], tfs: vec![tf] });
-                    let word: Arc<str> = Arc::from(word);
-                    self.terms.insert(Arc::clone(&word), t);
-                    self.term_ids.insert(word, t);
-                }
-            }
+            self.vocab.add(&word, slot, tf);
         }
         for tag in doc.tags {
             match self.tags.get_mut(&*tag) {
@@ -1003,31 +985,7 @@ impl SearchIndex {
             });
             shrink(v);
         };
-        let mut old_postings = std::mem::take(&mut self.postings);
-        let postings = &mut self.postings;
-        self.terms.retain(|_, t| {
-            let p = &mut old_postings[*t as usize];
-            let mut w = 0;
-            for r in 0..p.slots.len() {
-                let m = map[p.slots[r] as usize];
-                if m != u32::MAX {
-                    p.slots[w] = m;
-                    p.tfs[w] = p.tfs[r];
-                    w += 1;
-                }
-            }
-            p.slots.truncate(w);
-            p.tfs.truncate(w);
-            shrink(&mut p.slots);
-            shrink(&mut p.tfs);
-            if w == 0 {
-                return false;
-            }
-            *t = postings.len() as u32;
-            postings.push(std::mem::take(p));
-            true
-        });
-        self.term_ids = self.terms.iter().map(|(w, &t)| (Arc::clone(w), t)).collect();
+        self.vocab.compact(&map);
         self.tags.retain(|_, v| {
             keep(v);
             !v.is_empty()
@@ -1162,21 +1120,17 @@ impl SearchIndex {
     /// The slots holding every term (dead slots included), with their BM25 scores.
     fn text_matches(&self, terms: &[Term]) -> Vec<(u32, f32)> {
         // Each term's posting lists: one for an exact word, every word in the range for a prefix.
-        let mut groups: Vec<(usize, Vec<&Postings>)> = Vec::with_capacity(terms.len());
+        let mut groups: Vec<(usize, Vec<&[u32]>)> = Vec::with_capacity(terms.len());
         for t in terms {
-            let lists: Vec<&Postings> = if t.prefix {
-                self.terms
-                    .range::<str, _>((std::ops::Bound::Included(t.word.as_str()), std::ops::Bound::Unbounded))
-                    .take_while(|(w, _)| w.starts_with(t.word.as_str()))
-                    .map(|(_, &p)| &self.postings[p as usize])
-                    .collect()
+            let lists: Vec<&[u32]> = if t.prefix {
+                self.vocab.with_prefix(&t.word).into_iter().map(|id| self.vocab.postings(id)).collect()
             } else {
-                self.term_ids.get(t.word.as_str()).map(|&p| &self.postings[p as usize]).into_iter().collect()
+                self.vocab.get(&t.word).map(|id| self.vocab.postings(id)).into_iter().collect()
             };
             if lists.is_empty() {
                 return Vec::new();
             }
-            groups.push((lists.iter().map(|p| p.slots.len()).sum(), lists));
+            groups.push((lists.iter().map(|p| p.len()).sum(), lists));
         }
         // Smallest first: the first term decides the candidates, later ones only narrow them.
         groups.sort_by_key(|g| g.0);
@@ -1189,9 +1143,10 @@ impl SearchIndex {
         for (g, (_, lists)) in groups.iter().enumerate() {
             let g = g as u8;
             for p in lists {
-                let df = p.slots.len() as f32;
+                let df = p.len() as f32;
                 let idf = ((n - df + 0.5) / (df + 0.5)).max(0.0).ln_1p();
-                for (&slot, &tf) in p.slots.iter().zip(&p.tfs) {
+                for &posting in p.iter() {
+                    let (slot, tf) = (slot_of(posting), tf_of(posting));
                     let s = slot as usize;
                     let c = count[s];
                     if c != g && c != g + 1 {
@@ -1243,12 +1198,7 @@ impl SearchIndex {
         b += self.hot.capacity() * size_of::<Hot>();
         b += self.cold.capacity() * size_of::<Cold>();
         b += self.cold.iter().map(|c| c.title.len()).sum::<usize>();
-        for (w, &t) in &self.terms {
-            // B-tree entry, hash entry, the shared word (with its two counts), the lists.
-            b += size_of::<(Arc<str>, u32)>() * 3 / 2 + size_of::<(Arc<str>, u32)>() + 1 + 16 + w.len();
-            let p = &self.postings[t as usize];
-            b += size_of::<Postings>() + p.slots.capacity() * 4 + p.tfs.capacity();
-        }
+        b += self.vocab.memory_bytes();
         b += map_bytes(self.tags.capacity(), size_of::<(Box<str>, Vec<u32>)>());
         b += self.tags.iter().map(|(t, v)| t.len() + v.capacity() * 4).sum::<usize>();
         b += self.authors.capacity() * size_of::<AuthorEntry>();
@@ -1264,7 +1214,7 @@ impl SearchIndex {
 
     /// The distinct indexed words (dead entries' words until the next compaction).
     pub fn word_count(&self) -> usize {
-        self.terms.len()
+        self.vocab.len()
     }
 }
 
@@ -1385,7 +1335,7 @@ mod tests {
         assert_eq!(run(&index, text("ma")), [b.id(), a.id()]);
         assert_eq!(run(&index, text("per")), [a.id()]);
         // Stopwords in a listing are not indexed.
-        assert!(!index.terms.contains_key("de") && !index.terms.contains_key("une"));
+        assert!(index.vocab.get("de").is_none() && index.vocab.get("une").is_none());
     }
 
     #[test]

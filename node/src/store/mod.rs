@@ -76,8 +76,9 @@ pub const SCHEMA_VERSION: u32 = 2;
 
 /// The default sled page cache. sled's own default is 1 GiB, far too much for a neighbour's node;
 /// the indexes are in memory now and new records go to one hot leaf, so sled's cache only serves
-/// reads of record bytes (see `docs/performance.md`, section Memory).
-pub const DEFAULT_CACHE_BYTES: u64 = 16 * 1024 * 1024;
+/// reads of record bytes (see `docs/performance.md`, section Memory: 8 MiB keeps a node holding
+/// 100,000 listings under its memory target; a read that misses is a `pread` from the OS's cache).
+pub const DEFAULT_CACHE_BYTES: u64 = 8 * 1024 * 1024;
 
 /// How many records one apply transaction writes at most: a transaction buffers all its writes in
 /// memory, so a huge batch is split (each part is still all-or-nothing).
@@ -322,11 +323,7 @@ impl Store {
     /// (every record re-verified) if the previous run did not [`Store::close`] cleanly or saw
     /// something inconsistent, by decoding only otherwise.
     pub fn open(cfg: StoreConfig) -> Result<Store, StoreError> {
-        let db = sled::Config::new()
-            .path(&cfg.path)
-            .cache_capacity(cfg.cache_bytes)
-            .open()
-            .map_err(|e| StoreError::Open { path: cfg.path.clone(), source: e.into() })?;
+        let db = open_db(&cfg)?;
         let t = Trees::open(&db)?;
         let mut repair = false;
         let version = match read_version(&t.meta)? {
@@ -369,7 +366,7 @@ impl Store {
             mem: RwLock::new(Mem::default()),
             search: RwLock::new(SearchIndex::new()),
             quotas: cfg.quotas,
-            path: cfg.path,
+            path: cfg.path.clone(),
             write: Mutex::new(()),
             closed: AtomicBool::new(false),
             open_repair: std::sync::OnceLock::new(),
@@ -391,7 +388,46 @@ impl Store {
                 let _ = store.inner.open_repair.set(report);
             }
         }
+        if !has_records {
+            return Ok(store);
+        }
+        let store = store.reopen_db(&cfg)?;
+        // The pages the rebuild read (sled's, now dropped) and its temporary buffers go back to the
+        // OS rather than staying resident for the life of the node (see `crate::alloc`).
+        crate::alloc::release_free_memory();
         Ok(store)
+    }
+
+    /// Closes and reopens the sled database, keeping the in-memory state: reading the whole `log`
+    /// to rebuild memory leaves sled holding every page it read, well beyond its cache capacity
+    /// (~40 MB at 100,000 records); a fresh handle starts with none of them.
+    fn reopen_db(self, cfg: &StoreConfig) -> Result<Store, StoreError> {
+        let inner = match Arc::try_unwrap(self.inner) {
+            Ok(inner) => inner,
+            // Not reachable from `open` (the only caller holds the only handle); keep it as it is.
+            Err(inner) => return Ok(Store { inner }),
+        };
+        let Inner { db, t, mem, search, quotas, path, write, closed, open_repair, .. } = inner;
+        drop(t);
+        db.flush()?;
+        drop(db);
+        let db = open_db(cfg)?;
+        let t = Trees::open(&db)?;
+        Ok(Store {
+            inner: Arc::new(Inner {
+                db,
+                t,
+                mem,
+                search,
+                quotas,
+                path,
+                write,
+                closed,
+                open_repair,
+                #[cfg(test)]
+                apply_transactions: Default::default(),
+            }),
+        })
     }
 
     /// Writes everything to disk (sled's `flush`: the log is written and synced).
@@ -488,6 +524,14 @@ fn read_version(meta: &sled::Tree) -> Result<Option<u32>, StoreError> {
             .map(Some)
             .ok_or(StoreError::CorruptMeta { what: "schema version" }),
     }
+}
+
+fn open_db(cfg: &StoreConfig) -> Result<sled::Db, StoreError> {
+    sled::Config::new()
+        .path(&cfg.path)
+        .cache_capacity(cfg.cache_bytes)
+        .open()
+        .map_err(|e| StoreError::Open { path: cfg.path.clone(), source: e.into() })
 }
 
 fn has_tree(db: &sled::Db, name: &str) -> Result<bool, StoreError> {
