@@ -107,6 +107,51 @@ fn stream(rt: &tokio::runtime::Runtime, pipeline: &Pipeline, peer: PeerId, recor
     }
 }
 
+/// CPU time (user + system, in seconds) of each thread of this process, by name.
+fn thread_cpu() -> Vec<(String, f64)> {
+    let mut out = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").unwrap() {
+        let Ok(stat) = std::fs::read_to_string(task.unwrap().path().join("stat")) else { continue };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { continue };
+        let name = stat[open + 1..close].to_owned();
+        let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
+        let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+        out.push((name, ticks / 100.0));
+    }
+    out
+}
+
+/// The stream pipeline alone on `blocks` blocks of fresh records: wall time, and the CPU time of
+/// each of its threads per record (where the time goes, by stage).
+fn stream_cpu(generator: &mut Generator, blocks: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let pipeline = Pipeline::start(
+        Store::open(StoreConfig::new(dir.path().join("stream"))).unwrap(),
+        Limits::default(),
+        *Identity::from_seed(&[0xEF; 32]).public(),
+    )
+    .unwrap();
+    let peer = Identity::from_seed(&[0xAB; 32]).peer_id();
+    let block = STREAM_JOB * STREAM_JOBS;
+    let inputs: Vec<Vec<Vec<u8>>> = (0..blocks).map(|_| generator.bytes(block)).collect();
+    let before = thread_cpu();
+    let t = Instant::now();
+    for records in inputs {
+        stream(&rt, &pipeline, peer, records);
+    }
+    let wall = t.elapsed().as_secs_f64();
+    let n = (blocks * block) as f64;
+    println!("stream alone: {n} records in {wall:.2} s: {:.0} records/s, {:.1} µs/record", n / wall, wall * 1e6 / n);
+    for (name, cpu) in thread_cpu() {
+        let was = before.iter().find(|(b, _)| *b == name).map_or(0.0, |b| b.1);
+        if cpu - was > 0.01 {
+            println!("  thread {name:<20} {:.1} µs CPU/record", (cpu - was) * 1e6 / n);
+        }
+    }
+    rt.block_on(pipeline.close()).unwrap();
+}
+
 fn mib(bytes: u64) -> f64 {
     bytes as f64 / 1048576.0
 }
@@ -190,6 +235,10 @@ fn main() {
         return;
     }
     let mut generator = Generator::new(AUTHORS, 0x5A);
+    if let Ok(n) = std::env::var("TROC_INGEST_STREAM_CPU") {
+        stream_cpu(&mut generator, n.parse().unwrap());
+        return;
+    }
 
     let fixed = generator.records(256);
     let avg = fixed.iter().map(|r| r.bytes().len()).sum::<usize>() / fixed.len();

@@ -326,13 +326,14 @@ impl Verifier {
             }
         }
 
-        // 2. Verify, in one batch; prepare listings for the search index.
+        // 2. Verify, in one batch. (Listings' search documents are made by the writer: on two cores
+        // this stage is the longer one; see `docs/performance.md`, section Ingest.)
         let mut good = Vec::with_capacity(unverified.len());
         let mut good_places = Vec::with_capacity(unverified.len());
         for ((j, slot), v) in places.into_iter().zip(troc_protocol::verify_batch(unverified)) {
             match v {
                 Ok(record) => {
-                    good.push(Prepared::new(record));
+                    good.push(Prepared::deferred(record));
                     good_places.push((j, slot));
                 }
                 Err(e) => {
@@ -449,6 +450,7 @@ impl Storer {
         let mut changed = false;
         let mut stored = Vec::new();
         if !good.is_empty() {
+            good.iter_mut().for_each(Prepared::make_document);
             match self.store.apply_prepared(&mut good, now) {
                 Ok(outcomes) => {
                     for ((p, (j, slot)), outcome) in good.iter().zip(&places).zip(outcomes) {

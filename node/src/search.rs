@@ -127,6 +127,15 @@ fn split_words(text: &str, drop_stopwords: bool, mut f: impl FnMut(&str)) {
         cur.clear();
     };
     for c in text.chars() {
+        // ASCII first: most text is, and it needs neither Unicode tables nor folding.
+        if c.is_ascii() {
+            if c.is_ascii_alphanumeric() {
+                cur.push(c.to_ascii_lowercase());
+            } else {
+                flush(&mut cur);
+            }
+            continue;
+        }
         if is_combining_mark(c) {
             // A decomposed accent ("e" + U+0301): part of the word, folded away.
             continue;
@@ -143,7 +152,28 @@ fn split_words(text: &str, drop_stopwords: bool, mut f: impl FnMut(&str)) {
 }
 
 fn keep_token(t: &str) -> bool {
-    t.len() <= MAX_TOKEN_BYTES && t.chars().nth(1).is_some() && STOPWORDS.binary_search(&t).is_err()
+    t.len() <= MAX_TOKEN_BYTES && t.chars().nth(1).is_some() && !is_stopword(t)
+}
+
+/// The longest stopword, in bytes.
+const MAX_STOPWORD: usize = 5;
+
+/// A word of at most 7 bytes as a number (its bytes, then its length): comparing two is one
+/// integer comparison, not a `memcmp` (every word of every listing indexed is checked).
+fn packed_word(t: &str) -> u64 {
+    let mut v = [0u8; 8];
+    v[..t.len()].copy_from_slice(t.as_bytes());
+    v[7] = t.len() as u8;
+    u64::from_be_bytes(v)
+}
+
+fn is_stopword(t: &str) -> bool {
+    static PACKED: std::sync::LazyLock<Vec<u64>> = std::sync::LazyLock::new(|| {
+        let mut v: Vec<u64> = STOPWORDS.iter().map(|w| packed_word(w)).collect();
+        v.sort_unstable();
+        v
+    });
+    t.len() <= MAX_STOPWORD && PACKED.binary_search(&packed_word(t)).is_ok()
 }
 
 fn is_combining_mark(c: char) -> bool {
@@ -179,17 +209,55 @@ fn push_folded(out: &mut String, c: char) {
     out.push_str(s);
 }
 
-/// The weighted words of a listing (word → summed weight) and the document length (sum of all).
-fn listing_words(l: &Listing) -> (HashMap<String, u32>, u32) {
-    let mut words: HashMap<String, u32> = HashMap::new();
+/// The weighted words of a listing, each once: their bytes back to back in one string, and for each
+/// `(start, len, summed weight)`.
+#[derive(Debug, Clone, Default)]
+struct Words {
+    text: String,
+    spans: Vec<(u32, u8, u32)>,
+}
+
+impl Words {
+    fn get(&self, i: usize) -> (&str, u32) {
+        let (start, len, weight) = self.spans[i];
+        (&self.text[start as usize..start as usize + len as usize], weight)
+    }
+
+    fn len(&self) -> usize {
+        self.spans.len()
+    }
+}
+
+/// The words of a listing ([`Words`]) and the document length (the sum of all weights). A listing's
+/// distinct words are found with a small table keyed by FNV-1a over the bytes (a listing is at most
+/// 16 KiB, so even a crafted one costs little: no need for a keyed hash here), without allocating per
+/// word.
+fn listing_words(l: &Listing) -> (Words, u32) {
+    let mut words = Words::default();
+    let mut table: hashbrown::HashTable<u32> = hashbrown::HashTable::new();
     let mut len = 0u32;
+    let hash = |t: &str| t.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3));
     let mut add = |text: &str, w: u32| {
         for_each_token(text, |t| {
             len = len.saturating_add(w);
-            match words.get_mut(t) {
-                Some(v) => *v = v.saturating_add(w),
+            let h = hash(t);
+            let (text, spans) = (&words.text, &mut words.spans);
+            let found = table.find(h, |&i| {
+                let (start, l, _) = spans[i as usize];
+                &text[start as usize..start as usize + l as usize] == t
+            });
+            match found {
+                Some(&i) => spans[i as usize].2 = spans[i as usize].2.saturating_add(w),
                 None => {
-                    words.insert(t.to_owned(), w);
+                    let i = spans.len() as u32;
+                    // Tokens are at most MAX_TOKEN_BYTES (40) long.
+                    spans.push((words.text.len() as u32, t.len() as u8, w));
+                    words.text.push_str(t);
+                    let (text, spans) = (&words.text, &words.spans);
+                    table.insert_unique(h, i, |&j| {
+                        let (start, l, _) = spans[j as usize];
+                        hash(&text[start as usize..start as usize + l as usize])
+                    });
                 }
             }
         })
@@ -551,9 +619,11 @@ impl PreparedQuery {
             return true;
         }
         let (words, _) = listing_words(l);
-        self.terms
-            .iter()
-            .all(|t| if t.prefix { words.keys().any(|w| w.starts_with(&t.word)) } else { words.contains_key(&t.word) })
+        self.terms.iter().all(|t| {
+            (0..words.len())
+                .map(|i| words.get(i).0)
+                .any(|w| if t.prefix { w.starts_with(&t.word) } else { w == t.word })
+        })
     }
 
     /// Kind, category and expiry.
@@ -707,7 +777,7 @@ pub struct Document {
     title: Box<str>,
     point: Option<(f32, f32)>,
     /// Each distinct word with its weighted frequency.
-    words: Vec<(Box<str>, u8)>,
+    words: Words,
     doc_len: u16,
 }
 
@@ -729,10 +799,7 @@ impl Document {
             tags: l.tags.iter().map(|t| t.as_str().into()).collect(),
             title: l.title.as_str().into(),
             point: cell_point(&l.location),
-            words: words
-                .into_iter()
-                .map(|(w, weight)| (w.into_boxed_str(), u8::try_from(weight).unwrap_or(u8::MAX)))
-                .collect(),
+            words,
             doc_len: u16::try_from(doc_len).unwrap_or(u16::MAX),
         }
     }
@@ -849,8 +916,9 @@ impl SearchIndex {
         }
         let slot = self.hot.len() as u32;
         let community = self.intern_community(&doc.community);
-        for (word, tf) in doc.words {
-            self.vocab.add(&word, slot, tf);
+        for i in 0..doc.words.len() {
+            let (word, weight) = doc.words.get(i);
+            self.vocab.add(word, slot, u8::try_from(weight).unwrap_or(u8::MAX));
         }
         for tag in doc.tags {
             match self.tags.get_mut(&*tag) {

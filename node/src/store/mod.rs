@@ -256,6 +256,24 @@ impl Prepared {
         Prepared { record, doc }
     }
 
+    /// A verified record whose search document is made later, by [`Prepared::make_document`], which
+    /// must run before the record reaches [`Store::apply_prepared`] (otherwise a listing would be
+    /// stored but not searchable). The ingest pipeline uses it to make documents on its writer thread,
+    /// which has time to spare, rather than on its verification thread, which has none.
+    pub fn deferred(record: SignedRecord) -> Self {
+        Prepared { record, doc: None }
+    }
+
+    /// Makes the search document of a record made with [`Prepared::deferred`] (nothing for a record
+    /// that is not a listing, or that has one).
+    pub fn make_document(&mut self) {
+        if self.doc.is_none()
+            && let Body::Listing(l) = self.record.body()
+        {
+            self.doc = Some(Document::new(self.record.id(), self.record.author(), self.record.created_at(), l));
+        }
+    }
+
     pub fn record(&self) -> &SignedRecord {
         &self.record
     }
