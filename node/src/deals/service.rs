@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use libp2p::PeerId;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::task::JoinSet;
 use troc_protocol::{
     Agreement, Body, Identity, PartiallySigned, Proposal, PublicKey, RecordId, RecordType, Signed, SignedRecord,
     Timestamp,
@@ -126,14 +127,18 @@ pub(crate) async fn run(
     let mut tick = tokio::time::interval(retry);
     let mut events = ctx.events.subscribe();
     let in_flight: Arc<Mutex<HashSet<PublicKey>>> = Arc::default();
+    // Answers and deliveries in flight: bounded by the swarm's in-flight limit and by one delivery
+    // per peer; aborted and awaited at shutdown, so nothing holds the store after it.
+    let mut tasks: JoinSet<()> = JoinSet::new();
     loop {
         tokio::select! {
-            _ = shutdown.changed() => return,
+            _ = shutdown.changed() => break,
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
             msg = rx.recv() => match msg {
-                None => return,
+                None => break,
                 Some(ToDeals::Inbound { peer, request, channel }) => {
                     let ctx = ctx.clone();
-                    tokio::spawn(async move {
+                    tasks.spawn(async move {
                         let answer = answer(&ctx, peer, &request).await;
                         if let DealAnswer::Refused { code, .. } = &answer {
                             ctx.metrics.reject(Source::Deal, code);
@@ -144,10 +149,10 @@ pub(crate) async fn run(
                 }
                 Some(ToDeals::PeerConnected { peer }) => {
                     if let Ok(pk) = PublicKey::from_peer_id(&peer) {
-                        start_delivery(&ctx, &in_flight, pk, true);
+                        start_delivery(&ctx, &mut tasks, &in_flight, pk, true);
                     }
                 }
-                Some(ToDeals::Kick { peer }) => start_delivery(&ctx, &in_flight, peer, true),
+                Some(ToDeals::Kick { peer }) => start_delivery(&ctx, &mut tasks, &in_flight, peer, true),
                 Some(ToDeals::FlushDone { peer }) => {
                     if let Ok(mut f) = in_flight.lock() {
                         f.remove(&peer);
@@ -165,7 +170,7 @@ pub(crate) async fn run(
                     }
                 };
                 for peer in due {
-                    start_delivery(&ctx, &in_flight, peer, false);
+                    start_delivery(&ctx, &mut tasks, &in_flight, peer, false);
                 }
                 reveal(&ctx).await;
                 remind(&ctx);
@@ -178,10 +183,12 @@ pub(crate) async fn run(
                     }
                 }
                 Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
-                Err(broadcast::error::RecvError::Closed) => return,
+                Err(broadcast::error::RecvError::Closed) => break,
             },
         }
     }
+    tasks.abort_all();
+    while tasks.join_next().await.is_some() {}
 }
 
 fn is_deal_type(t: RecordType) -> bool {
@@ -235,7 +242,13 @@ fn on_stored(ctx: &DealCtx, id: RecordId) {
     ctx.event(kind, deal, peer, Some(id));
 }
 
-fn start_delivery(ctx: &DealCtx, in_flight: &Arc<Mutex<HashSet<PublicKey>>>, peer: PublicKey, force: bool) {
+fn start_delivery(
+    ctx: &DealCtx,
+    tasks: &mut JoinSet<()>,
+    in_flight: &Arc<Mutex<HashSet<PublicKey>>>,
+    peer: PublicKey,
+    force: bool,
+) {
     if peer == ctx.me() {
         return;
     }
@@ -248,7 +261,7 @@ fn start_delivery(ctx: &DealCtx, in_flight: &Arc<Mutex<HashSet<PublicKey>>>, pee
         Err(_) => return,
     }
     let ctx = ctx.clone();
-    tokio::spawn(async move {
+    tasks.spawn(async move {
         deliver(&ctx, peer, force).await;
         let _ = ctx.to_deals.send(ToDeals::FlushDone { peer }).await;
     });
