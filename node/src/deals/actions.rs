@@ -254,9 +254,9 @@ impl NodeHandle {
         let now = now_secs();
         let mut out = Vec::new();
         for (id, bytes) in self.store().extension_requests()? {
-            match PartiallySigned::from_bytes(&bytes, now).map(|p| p.downcast::<Extension>()) {
-                Ok(Ok(p)) => out.push((id, p.header().author, p.body().clone())),
-                _ => {
+            match PartiallySigned::from_bytes(&bytes, now).ok().and_then(|p| p.downcast::<Extension>().ok()) {
+                Some(p) => out.push((id, p.header().author, p.body().clone())),
+                None => {
                     self.store().extension_request_remove(&id)?;
                 }
             }
