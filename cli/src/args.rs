@@ -156,8 +156,7 @@ pub enum Command {
 }
 
 /// How the top-level help groups the commands. Every subcommand is in exactly one group (a test
-/// checks it). Deals, reviews, vouches and reputation get their own group when they come
-/// (`troc deal`, `troc review`, `troc vouch`, `troc trust`).
+/// checks it). Vouches and reputation get their own group when they come (`troc vouch`, `troc rep`).
 pub const GROUPS: &[(&str, &[&str])] = &[
     ("Getting started", &["init", "id", "up", "demo"]),
     ("The network", &["status", "peers", "connect", "invite", "join"]),
