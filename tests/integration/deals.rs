@@ -69,6 +69,23 @@ async fn a_loan_with_the_borrower_offline_for_part_of_it() {
     assert_eq!(stored.signatures().count(), 2, "signed by both parties over the same body");
     assert_eq!(stored.bytes(), borrower.handle.store().get(&agreement).unwrap().unwrap().bytes());
 
+    // The borrower asks for two more days; the lender accepts it from the inbox.
+    let due = lender.handle.deal(&agreement).unwrap().due.expect("a loan has a due date");
+    let mut lender_events = lender.handle.subscribe();
+    let request = borrower.handle.request_extension(agreement, due + 2 * 86400).await.expect("extend");
+    next_event(&mut lender_events, LIMIT, "the extension request", |e| {
+        matches!(e, troc_node::events::NodeEvent::Deal { kind: "deal_extension_requested", record: Some(r), .. } if *r == request)
+    })
+    .await;
+    assert!(lender.handle.inbox().unwrap().iter().any(|i| i.kind == "extension_request" && i.record == Some(request)));
+    lender.handle.accept_extension(request).await.expect("accept the extension");
+    for n in [&lender, &borrower] {
+        wait_until(LIMIT, "the new due date on both nodes", || async {
+            n.handle.deal(&agreement).is_ok_and(|v| v.due == Some(due + 2 * 86400))
+        })
+        .await;
+    }
+
     // Handover, acknowledged; return, acknowledged; completion.
     let handover = lender.handle.deal_step(agreement, Step::Handover, "Charged.".into()).await.expect("handover");
     wait_until(LIMIT, "the borrower has the handover", || async { has(&borrower, &handover.id()).await }).await;

@@ -421,3 +421,126 @@ pub fn derive(records: &DealRecords, now: Timestamp) -> Option<DealView> {
     }
     Some(view)
 }
+
+#[cfg(test)]
+mod tests {
+    use troc_protocol::{
+        Acknowledgement, Cancellation, Completion, Condition, Handover, Identity, ListingKey, PartiallySigned, Return,
+    };
+
+    use super::*;
+
+    const T: u64 = 1_700_000_000;
+    const DAY: u64 = 86_400;
+
+    fn any<B: troc_protocol::RecordBody>(who: &Identity, at: u64, body: B) -> SignedRecord {
+        Signed::sign(who, at, body).expect("valid").into_any()
+    }
+
+    /// Bob proposes to borrow Alice's drill; Alice accepts.
+    fn loan() -> (Identity, Identity, Signed<Proposal>, SignedRecord) {
+        let (alice, bob) = (Identity::from_seed(&[1; 32]), Identity::from_seed(&[2; 32]));
+        let p = Signed::sign(
+            &bob,
+            T,
+            Proposal {
+                counterparty: *alice.public(),
+                listing_author: *alice.public(),
+                listing_key: ListingKey([1; 16]),
+                listing_revision: 1,
+                kind: Kind::Lend,
+                start: T,
+                end: Some(T + 3 * DAY),
+                message: String::new(),
+                in_return: String::new(),
+                supersedes: None,
+            },
+        )
+        .expect("valid");
+        let a = Agreement {
+            counterparty: *bob.public(),
+            proposal: p.id(),
+            listing_author: *alice.public(),
+            listing_key: ListingKey([1; 16]),
+            kind: Kind::Lend,
+            start: T,
+            due: Some(T + 3 * DAY),
+        };
+        let ag = PartiallySigned::sign(&alice, T + 1, a).unwrap().countersign(&bob).unwrap().into_any();
+        (alice, bob, p, ag)
+    }
+
+    fn status(records: Vec<SignedRecord>, now: u64) -> DealView {
+        let groups = group(records);
+        assert_eq!(groups.len(), 1);
+        derive(&groups[0], now).expect("a deal")
+    }
+
+    #[test]
+    fn a_loan_goes_through_its_states_and_says_whose_move_it_is() {
+        let (alice, bob, p, ag) = loan();
+        let mut recs = vec![p.clone().into_any()];
+        let v = status(recs.clone(), T);
+        assert_eq!(
+            (v.status, v.waiting_for, v.next_step),
+            (DealStatus::Proposed, Some(*alice.public()), Some("accept"))
+        );
+        recs.push(ag.clone());
+        let v = status(recs.clone(), T + 2);
+        assert_eq!(
+            (v.status, v.waiting_for, v.next_step),
+            (DealStatus::Agreed, Some(*alice.public()), Some("handover"))
+        );
+        let h = any(&alice, T + 3, Handover { agreement: ag.id(), note: String::new() });
+        recs.push(h.clone());
+        let v = status(recs.clone(), T + 3);
+        assert_eq!((v.status, v.waiting_for), (DealStatus::HandedOver, Some(*bob.public())));
+        let ack = |who: &Identity, subject: RecordId, at| {
+            any(
+                who,
+                at,
+                Acknowledgement { agreement: ag.id(), subject, condition: Condition::AsExpected, note: String::new() },
+            )
+        };
+        recs.push(ack(&bob, h.id(), T + 4));
+        let v = status(recs.clone(), T + 4);
+        assert_eq!((v.status, v.next_step), (DealStatus::Acknowledged, Some("return")));
+        let r = any(&bob, T + 5, Return { agreement: ag.id(), note: String::new() });
+        recs.push(r.clone());
+        assert_eq!(status(recs.clone(), T + 5).waiting_for, Some(*alice.public()));
+        recs.push(ack(&alice, r.id(), T + 6));
+        recs.push(any(&alice, T + 7, Completion { agreement: ag.id(), note: String::new() }));
+        let v = status(recs, T + 8);
+        assert_eq!((v.status, v.waiting_for, v.ended_at), (DealStatus::Completed, None, Some(T + 7)));
+        assert_eq!(v.review_until, Some(T + 7 + REVIEW_WINDOW_SECS));
+    }
+
+    #[test]
+    fn counters_declines_and_no_shows() {
+        let (alice, bob, p, ag) = loan();
+        let counter = Signed::sign(
+            &alice,
+            T + 1,
+            Proposal { counterparty: *bob.public(), supersedes: Some(p.id()), ..p.body().clone() },
+        )
+        .unwrap();
+        let v = status(vec![p.clone().into_any(), counter.clone().into_any()], T + 1);
+        assert_eq!((v.status, v.id, v.waiting_for), (DealStatus::Countered, counter.id(), Some(*bob.public())));
+        let declined =
+            any(&bob, T + 2, Cancellation { deal: counter.id(), reason: CancelReason::Declined, note: String::new() });
+        let v = status(vec![p.clone().into_any(), counter.into_any(), declined], T + 2);
+        assert_eq!((v.status, v.waiting_for), (DealStatus::Declined, None));
+        let no_show =
+            any(&alice, T + 9, Cancellation { deal: ag.id(), reason: CancelReason::NoShow, note: String::new() });
+        let v = status(vec![p.into_any(), ag, no_show], T + 9);
+        assert_eq!((v.status, v.ended_at), (DealStatus::NoShow, Some(T + 9)));
+    }
+
+    #[test]
+    fn reminders_before_the_due_date_and_after() {
+        use crate::deals::service::reminder_of;
+        assert_eq!(reminder_of(T + 2 * DAY, T), None);
+        assert_eq!(reminder_of(T + DAY, T), Some("due_soon"));
+        assert_eq!(reminder_of(T, T), Some("overdue"));
+    }
+}
