@@ -506,8 +506,8 @@ impl<'a> Plan<'a> {
 
     /// When the deal `agreement` ended, as far as the stored records say: the first completion or
     /// cancellation of it; without one, its due date (the last extension's, for a loan) or, for a
-    /// deal without one, its start.
-    fn deal_end(&self, agreement: &DealRec) -> Timestamp {
+    /// deal without one, its start. The flag says whether a completion or cancellation decided it.
+    fn deal_end(&self, agreement: &DealRec) -> (Timestamp, bool) {
         let records = self.deal_records(&agreement.id);
         let terminal = records
             .iter()
@@ -518,18 +518,19 @@ impl<'a> Plan<'a> {
             .map(|d| d.created_at)
             .min();
         if let Some(t) = terminal {
-            return t;
+            return (t, true);
         }
-        let DealFact::Agreement { start, due, .. } = agreement.fact else { return agreement.created_at };
+        let DealFact::Agreement { start, due, .. } = agreement.fact else { return (agreement.created_at, false) };
         let extended = records
             .iter()
             .filter_map(|d| if let DealFact::Extension { new_due, .. } = d.fact { Some(new_due) } else { None })
             .max();
-        match (due, extended) {
+        let end = match (due, extended) {
             (Some(d), Some(e)) => d.max(e),
             (Some(d), None) => d,
             (None, _) => start,
-        }
+        };
+        (end, false)
     }
 
     /// The deal rules: `Err` with the outcome when the record must not be stored (now).
@@ -636,12 +637,18 @@ impl<'a> Plan<'a> {
         if p.other(author) != *subject {
             return Err(deny(DealRefusal::WrongSubject));
         }
-        let ended = self.deal_end(&a);
+        let (ended, decided) = self.deal_end(&a);
         if at < ended {
             return Err(Outcome::Stale(StaleReason::DealNotEnded));
         }
         if at > ended.saturating_add(REVIEW_WINDOW_SECS) {
-            return Err(deny(DealRefusal::ReviewWindowClosed));
+            // Refused only when a completion or cancellation dated the end: without one, a late
+            // completion on its way could still move the window (not stored, not penalised).
+            return Err(if decided {
+                deny(DealRefusal::ReviewWindowClosed)
+            } else {
+                Outcome::Stale(StaleReason::DealNotEnded)
+            });
         }
         Ok(())
     }

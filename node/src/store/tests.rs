@@ -1181,6 +1181,15 @@ fn one_review_per_party_per_deal_and_only_in_its_window() {
 }
 
 #[test]
+fn a_late_review_of_a_deal_without_a_completion_is_kept_back_not_refused() {
+    let (_d, store) = fresh();
+    let (_, ag) = a_loan(&store);
+    // Due at NOW + 1 + 3 days; no completion known: a late one could still move the window.
+    let late = NOW + 1 + 3 * DAY + REVIEW_WINDOW_SECS + 1;
+    assert_eq!(apply1(&store, &review(&bob(), &alice(), ag.id(), late)), Outcome::Stale(StaleReason::DealNotEnded));
+}
+
+#[test]
 fn a_reveal_must_match_its_commitment() {
     let (_d, store) = fresh();
     let (_, ag) = a_loan(&store);
