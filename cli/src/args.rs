@@ -120,6 +120,25 @@ pub enum Command {
                       troc watch --type alert | jq -r .listing.title\n  troc watch --human"
     )]
     Watch(WatchArgs),
+    /// Deals: propose, answer, hand over, give back, complete, cancel, extend, list, show.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  troc deal propose 3fa9c2 --days 3 --message \"Saturday?\"\n  troc deal accept 9c1e77aa\n  \
+                      troc deal handover 9c1e77aa\n  troc deal list\n  troc deal show 9c1e77aa --json"
+    )]
+    Deal(DealCommand),
+    /// Review the other party of a deal (blind: revealed once both reviewed, or after 14 days).
+    #[command(after_help = "Examples:\n  troc review 9c1e77aa positive --text \"Careful and on time.\"")]
+    Review(ReviewArgs),
+    /// What waits for you: proposals, extension requests, due and overdue loans, your moves.
+    #[command(after_help = "Examples:\n  troc inbox\n  troc inbox --json")]
+    Inbox,
+    /// Block a person on this node: their records are hidden here and their deal requests refused.
+    #[command(after_help = "Examples:\n  troc block 12D3KooW...\n  troc block --list")]
+    Block(BlockArgs),
+    /// Unblock a person.
+    #[command(after_help = "Examples:\n  troc unblock 12D3KooW...")]
+    Unblock(PersonArg),
     /// Write a backup of the identity and one's own records.
     #[command(after_help = "Examples:\n  troc export backup.json\n  troc export --no-identity records.json\n  \
                             troc export --force backup.json")]
@@ -137,13 +156,13 @@ pub enum Command {
 }
 
 /// How the top-level help groups the commands. Every subcommand is in exactly one group (a test
-/// checks it). Deals, reviews, vouches and reputation get their own group when they come
-/// (`troc deal`, `troc review`, `troc vouch`, `troc trust`).
+/// checks it). Vouches and reputation get their own group when they come (`troc vouch`, `troc rep`).
 pub const GROUPS: &[(&str, &[&str])] = &[
     ("Getting started", &["init", "id", "up", "demo"]),
     ("The network", &["status", "peers", "connect", "invite", "join"]),
     ("Offers and wants", &["offer", "want", "listing", "mine", "search"]),
     ("Alerts and events", &["alert", "watch"]),
+    ("Deals", &["deal", "review", "inbox", "block", "unblock"]),
     ("Backup", &["export", "import"]),
     ("Shell", &["completions", "man", "help"]),
 ];
@@ -537,6 +556,21 @@ pub enum EventType {
     SyncDone,
     Rejected,
     Lagged,
+    DealProposal,
+    DealAgreement,
+    DealHandover,
+    DealAcknowledgement,
+    DealReturn,
+    DealCompletion,
+    DealCancellation,
+    DealExtension,
+    DealExtensionRequested,
+    DealReviewCommitment,
+    DealReview,
+    DealReviewRevealed,
+    DealDueSoon,
+    DealOverdue,
+    DealMessageRefused,
 }
 
 impl EventType {
@@ -552,6 +586,21 @@ impl EventType {
             EventType::SyncDone => "sync_done",
             EventType::Rejected => "rejected",
             EventType::Lagged => "lagged",
+            EventType::DealProposal => "deal_proposal",
+            EventType::DealAgreement => "deal_agreement",
+            EventType::DealHandover => "deal_handover",
+            EventType::DealAcknowledgement => "deal_acknowledgement",
+            EventType::DealReturn => "deal_return",
+            EventType::DealCompletion => "deal_completion",
+            EventType::DealCancellation => "deal_cancellation",
+            EventType::DealExtension => "deal_extension",
+            EventType::DealExtensionRequested => "deal_extension_requested",
+            EventType::DealReviewCommitment => "deal_review_commitment",
+            EventType::DealReview => "deal_review",
+            EventType::DealReviewRevealed => "deal_review_revealed",
+            EventType::DealDueSoon => "deal_due_soon",
+            EventType::DealOverdue => "deal_overdue",
+            EventType::DealMessageRefused => "deal_message_refused",
         }
     }
 }
@@ -892,4 +941,188 @@ mod tests {
         assert!(parse_name(" ").is_err());
         assert!(parse_name("a\u{1b}[31m").is_err());
     }
+}
+
+/// A deal: the id of any of its records, or a prefix of at least 8 hex digits.
+#[derive(Debug, Args)]
+pub struct DealRef {
+    /// The deal (its proposal's or agreement's id, or a prefix of at least 8 hex digits).
+    #[arg(value_name = "DEAL", value_parser = parse_deal_ref)]
+    pub deal: String,
+}
+
+/// A note on a deal step.
+#[derive(Debug, Args)]
+pub struct DealNoteArgs {
+    #[command(flatten)]
+    pub target: DealRef,
+    /// A note for the other party (public with the record, except on a proposal's).
+    #[arg(long)]
+    pub note: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DealCommand {
+    /// Propose a deal about a listing to its author (sent directly, never public).
+    #[command(
+        after_help = "Examples:\n  troc deal propose 3fa9c2 --days 3 --message \"Could I borrow it Saturday?\"\n  \
+                            troc deal propose 7d01aa --in-return \"My ladder\""
+    )]
+    Propose(ProposeArgs),
+    /// Accept a proposal made to you: both nodes sign the same agreement.
+    #[command(after_help = "Examples:\n  troc deal accept 9c1e77aa")]
+    Accept(DealRef),
+    /// Decline a proposal made to you (or withdraw yours with --withdraw).
+    #[command(after_help = "Examples:\n  troc deal decline 9c1e77aa --note \"Sorry, it is lent out\"")]
+    Decline(DeclineArgs),
+    /// Counter a proposal made to you with other dates or terms.
+    #[command(after_help = "Examples:\n  troc deal counter 9c1e77aa --days 2 --message \"Two days?\"")]
+    Counter(CounterArgs),
+    /// Sign the handover (you gave the thing, or did the service).
+    #[command(after_help = "Examples:\n  troc deal handover 9c1e77aa\n  troc deal handover 9c1e77aa --ack")]
+    Handover(HandoverArgs),
+    /// Sign the return (you gave the thing back); `--ack` acknowledges the other party's.
+    #[command(
+        name = "return",
+        after_help = "Examples:\n  troc deal return 9c1e77aa\n  troc deal return 9c1e77aa --ack"
+    )]
+    Return(HandoverArgs),
+    /// Sign the completion of the deal.
+    #[command(after_help = "Examples:\n  troc deal complete 9c1e77aa")]
+    Complete(DealNoteArgs),
+    /// Cancel an agreement: cancelled, no_show or dispute.
+    #[command(after_help = "Examples:\n  troc deal cancel 9c1e77aa --reason no_show --note \"Waited an hour\"")]
+    Cancel(CancelArgs),
+    /// Ask to move a loan's due date, or accept such a request (--accept REQUEST).
+    #[command(after_help = "Examples:\n  troc deal extend 9c1e77aa --days 3\n  troc deal extend --accept 4be0c1...")]
+    Extend(ExtendArgs),
+    /// List your deals.
+    #[command(after_help = "Examples:\n  troc deal list\n  troc deal list --json")]
+    List,
+    /// Show a deal: its state, whose move it is, its records.
+    #[command(after_help = "Examples:\n  troc deal show 9c1e77aa")]
+    Show(DealRef),
+}
+
+#[derive(Debug, Args)]
+pub struct ProposeArgs {
+    #[command(flatten)]
+    pub listing: ListingRef,
+    /// Start in this many days (default: now).
+    #[arg(long, value_name = "DAYS", value_parser = clap::value_parser!(u16).range(0..=365))]
+    pub in_days: Option<u16>,
+    /// For how many days (lend, share; default the listing's longest loan, else 7).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=365))]
+    pub days: Option<u16>,
+    /// A private message for the listing's author.
+    #[arg(long, short = 'm', default_value = "")]
+    pub message: String,
+    /// What you offer in return (swap, barter).
+    #[arg(long, default_value = "")]
+    pub in_return: String,
+}
+
+#[derive(Debug, Args)]
+pub struct DeclineArgs {
+    #[command(flatten)]
+    pub target: DealRef,
+    /// Withdraw your own proposal instead.
+    #[arg(long)]
+    pub withdraw: bool,
+    #[arg(long)]
+    pub note: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CounterArgs {
+    #[command(flatten)]
+    pub target: DealRef,
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=365))]
+    pub days: Option<u16>,
+    #[arg(long, short = 'm')]
+    pub message: Option<String>,
+    #[arg(long)]
+    pub in_return: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct HandoverArgs {
+    #[command(flatten)]
+    pub target: DealRef,
+    /// Acknowledge the other party's handover (or return) instead of signing your own.
+    #[arg(long)]
+    pub ack: bool,
+    /// With --ack: the condition it came in.
+    #[arg(long, value_parser = ["as_expected", "damaged", "incomplete"], default_value = "as_expected")]
+    pub condition: String,
+    #[arg(long)]
+    pub note: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CancelArgs {
+    #[command(flatten)]
+    pub target: DealRef,
+    #[arg(long, value_parser = ["cancelled", "no_show", "dispute"], default_value = "cancelled")]
+    pub reason: String,
+    #[arg(long)]
+    pub note: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExtendArgs {
+    /// The deal (to ask for an extension).
+    #[arg(value_name = "DEAL", value_parser = parse_deal_ref, required_unless_present = "accept")]
+    pub deal: Option<String>,
+    /// Days added to the due date.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=365), required_unless_present = "accept")]
+    pub days: Option<u16>,
+    /// Accept the extension request with this id (see `troc inbox`).
+    #[arg(long, value_name = "REQUEST", conflicts_with_all = ["deal", "days"], value_parser = parse_record_id)]
+    pub accept: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReviewArgs {
+    #[command(flatten)]
+    pub target: DealRef,
+    /// The overall rating.
+    #[arg(value_name = "RATING", value_parser = ["positive", "neutral", "negative"])]
+    pub rating: String,
+    /// A few words.
+    #[arg(long, default_value = "")]
+    pub text: String,
+}
+
+#[derive(Debug, Args)]
+pub struct PersonArg {
+    /// The person's id (12D3KooW...).
+    #[arg(value_name = "PEER_ID", value_parser = parse_person)]
+    pub person: String,
+}
+
+#[derive(Debug, Args)]
+pub struct BlockArgs {
+    /// The person's id (12D3KooW...).
+    #[arg(value_name = "PEER_ID", value_parser = parse_person, required_unless_present = "list")]
+    pub person: Option<String>,
+    /// List the people you blocked.
+    #[arg(long, conflicts_with = "person")]
+    pub list: bool,
+}
+
+fn parse_deal_ref(s: &str) -> Result<String, String> {
+    let lower = s.to_ascii_lowercase();
+    if lower.len() < 8 || lower.len() > 64 || !lower.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err("a deal id: 64 hex digits, or a prefix of at least 8".into());
+    }
+    Ok(lower)
+}
+
+fn parse_record_id(s: &str) -> Result<String, String> {
+    s.parse::<troc_protocol::RecordId>().map(|id| id.to_string()).map_err(|_| "a record id: 64 hex digits".into())
+}
+
+fn parse_person(s: &str) -> Result<String, String> {
+    s.parse::<troc_protocol::PublicKey>().map(|k| k.to_string()).map_err(|e| format!("not a peer id: {e}"))
 }

@@ -168,6 +168,11 @@ impl Api {
         self.call(Method::DELETE, segments, &Vec::new(), None, REQUEST_TIMEOUT).await.map(|_| ())
     }
 
+    /// A DELETE with a JSON answer.
+    pub async fn delete_json(&self, segments: &[&str]) -> anyhow::Result<Value> {
+        Ok(self.call(Method::DELETE, segments, &Vec::new(), None, REQUEST_TIMEOUT).await?.unwrap_or(Value::Null))
+    }
+
     /// Opens the event stream (`GET /v1/events`): no total timeout, a read timeout instead.
     pub async fn events(&self, query: &Query) -> anyhow::Result<reqwest::Response> {
         let url = self.url(&["v1", "events"], query)?;

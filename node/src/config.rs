@@ -95,6 +95,9 @@ pub struct Timing {
     /// How often the node looks for more peers of its communities in the DHT.
     pub discovery_interval: Duration,
     pub request_timeout: Duration,
+    /// How often the deal service retries undelivered deal messages and looks at reveals and
+    /// reminders.
+    pub deal_retry: Duration,
 }
 
 impl Default for Timing {
@@ -106,6 +109,7 @@ impl Default for Timing {
             idle_timeout: Duration::from_secs(300),
             discovery_interval: Duration::from_secs(120),
             request_timeout: Duration::from_secs(30),
+            deal_retry: Duration::from_secs(30),
         }
     }
 }
@@ -120,6 +124,7 @@ impl Timing {
             idle_timeout: Duration::from_secs(60),
             discovery_interval: Duration::from_secs(5),
             request_timeout: Duration::from_secs(10),
+            deal_retry: Duration::from_secs(1),
         }
     }
 }

@@ -53,6 +53,18 @@ pub enum NodeEvent {
         fetched: usize,
         pushed: usize,
     },
+    /// Something happened in a deal of ours: `kind` is `deal_<record type>` for a stored record
+    /// (`deal_proposal`, `deal_agreement`, `deal_handover` ...), or `deal_extension_requested`,
+    /// `deal_review_revealed`, `deal_due_soon`, `deal_overdue`, `deal_message_refused`.
+    Deal {
+        kind: &'static str,
+        /// The deal: its agreement, or the proposal.
+        deal: RecordId,
+        /// The other party.
+        peer: PublicKey,
+        /// The record concerned, if any.
+        record: Option<RecordId>,
+    },
     /// A gossip message was refused; the sender was penalised.
     Rejected {
         #[serde(serialize_with = "crate::events::display")]

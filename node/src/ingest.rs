@@ -32,7 +32,7 @@ use troc_protocol::{PublicKey, RecordBody, RecordError, RecordId, Unverified};
 use crate::events::NodeEvent;
 use crate::limits::RateLimiter;
 use crate::metrics::{Metrics, Source};
-use crate::store::{Outcome, Prepared, Store};
+use crate::store::{Outcome, Prepared, RefuseReason, StaleReason, Store};
 use crate::topics;
 use crate::{config::Limits, now_secs};
 
@@ -45,13 +45,15 @@ pub(crate) enum Origin {
     Sync { peer: PeerId },
     /// Records the local user signed.
     Local,
+    /// A record sent directly by the other party of a deal (`/troc/deal/1`).
+    Deal { peer: PeerId },
 }
 
 impl Origin {
     /// The peer that sent the records, if any.
     fn peer(&self) -> Option<PeerId> {
         match self {
-            Origin::Gossip { peer, .. } | Origin::Sync { peer } => Some(*peer),
+            Origin::Gossip { peer, .. } | Origin::Sync { peer } | Origin::Deal { peer } => Some(*peer),
             Origin::Local => None,
         }
     }
@@ -61,6 +63,7 @@ impl Origin {
             Origin::Gossip { .. } => Source::Gossip,
             Origin::Sync { .. } => Source::Sync,
             Origin::Local => Source::Local,
+            Origin::Deal { .. } => Source::Deal,
         }
     }
 }
@@ -164,6 +167,8 @@ struct Verified {
 
 /// The verification stage: owns the ingest queue and the per-author gossip rate.
 struct Verifier {
+    /// This node's person (private deal records must be addressed to them).
+    local: PublicKey,
     store: Store,
     metrics: Metrics,
     limits: Limits,
@@ -187,7 +192,7 @@ impl Writer {
     pub fn run(self) {
         let Writer { local, store, metrics, limits, rx, to_swarm, events } = self;
         let author_rate = RateLimiter::new(limits.author_gossip, 100_000);
-        let verifier = Verifier { store: store.clone(), metrics: metrics.clone(), limits, rx, author_rate };
+        let verifier = Verifier { local, store: store.clone(), metrics: metrics.clone(), limits, rx, author_rate };
         let mut storer = Storer { local, store, metrics, to_swarm, events };
         let (tx, staged) = std::sync::mpsc::sync_channel::<Staged>(STAGED_BATCHES);
         // The verifier goes to its thread through this cell, so that it can be taken back if the
@@ -354,6 +359,24 @@ impl Verifier {
         let scope = topics::scope_of(unverified.body());
         match origin {
             Origin::Local => {}
+            Origin::Deal { peer } => {
+                // Only the author (or co-signer) sends a deal record directly, and a private one
+                // only to the other party.
+                let header = unverified.header();
+                let from_party = header.author.to_peer_id() == *peer
+                    || unverified.body().cosigner().is_some_and(|c| c.to_peer_id() == *peer);
+                if !from_party {
+                    return Err(Early::Rejected(
+                        "author_mismatch",
+                        "a deal message must come from the record's author".into(),
+                    ));
+                }
+                if let troc_protocol::Body::Proposal(p) = unverified.body()
+                    && p.counterparty != self.local
+                {
+                    return Err(Early::Rejected("not_for_us", "a proposal for someone else".into()));
+                }
+            }
             Origin::Sync { .. } => {
                 if scope.is_none() {
                     return Err(Early::Rejected("not_public", "private records are never synchronised".into()));
@@ -417,9 +440,17 @@ fn not_stored(metrics: &Metrics, source: Source, id: RecordId, outcome: Outcome)
             metrics.outcome(source, "duplicate");
             ItemResult::Duplicate { id }
         }
+        Outcome::Stale(reason @ (StaleReason::UnknownDeal | StaleReason::DealNotEnded)) => {
+            metrics.outcome(source, reason.code());
+            ItemResult::NotKept { id, reason: reason.code().to_owned() }
+        }
         Outcome::Stale(reason) => {
             metrics.outcome(source, "stale");
             ItemResult::NotKept { id, reason: format!("{reason:?}") }
+        }
+        Outcome::Refused(RefuseReason::Deal(d)) => {
+            metrics.reject(source, d.code());
+            ItemResult::Rejected { code: d.code(), reason: format!("refused by the deal rules: {}", d.code()) }
         }
         Outcome::Refused(reason) => {
             metrics.reject(source, "quota");

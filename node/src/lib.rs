@@ -9,6 +9,7 @@ pub mod alloc;
 pub mod api;
 pub mod catchup;
 pub mod config;
+pub mod deals;
 pub mod events;
 pub mod ingest;
 pub mod keystore;

@@ -19,10 +19,12 @@ pub enum Source {
     Gossip,
     Sync,
     Local,
+    /// A direct deal message from the other party (`/troc/deal/1`).
+    Deal,
 }
 
 impl Source {
-    const ALL: [Source; 3] = [Source::Gossip, Source::Sync, Source::Local];
+    const ALL: [Source; 4] = [Source::Gossip, Source::Sync, Source::Local, Source::Deal];
 
     fn index(self) -> usize {
         self as usize
@@ -48,10 +50,26 @@ pub const NODE_CODES: &[&str] = &[
     "oversized",
     // A peer sent a sync message that does not decode or breaks the protocol.
     "bad_sync_message",
+    // The deal rules (docs/protocol.md section 14): see `store::DealRefusal`.
+    "not_a_party",
+    "wrong_subject",
+    "duplicate_review",
+    "commitment_mismatch",
+    "review_window_closed",
+    "invalid_reason",
+    "wrong_reference",
+    "invalid_extension",
+    // A direct deal message: from a blocked person, not for us, or over the peer's rate.
+    "blocked",
+    "not_for_us",
+    "deal_rate_limited",
+    "bad_deal_message",
 ];
 
 /// What the store did with records that passed verification.
-pub const OUTCOMES: &[&str] = &["stored", "duplicate", "stale"];
+/// `unknown_deal` and `deal_not_ended` are deal records kept back (not stored, no penalty) until the
+/// agreement, or the record that ends the deal, is here.
+pub const OUTCOMES: &[&str] = &["stored", "duplicate", "stale", "unknown_deal", "deal_not_ended"];
 
 #[derive(Debug)]
 struct Inner {

@@ -4,7 +4,7 @@
 //! Protocols: gossipsub (records, with our own validation of every message), identify, ping,
 //! Kademlia under troc's own protocol name (peer discovery; provider records per community), mDNS
 //! (optional), autonat (reachability), relay server (optional) + dcutr (hole punching),
-//! request-response for catch-up, and connection limits.
+//! request-response for catch-up and for direct deal messages, and connection limits.
 //!
 //! Only the swarm task in `node.rs` touches the `Swarm` this module builds.
 
@@ -23,6 +23,7 @@ use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 use crate::config::NodeConfig;
+use crate::deals::{DealRequest, DealResponse, MAX_DEAL_REQUEST, MAX_DEAL_RESPONSE};
 use crate::metrics::Metrics;
 use crate::sync::{SyncRequest, SyncResponse};
 
@@ -32,6 +33,8 @@ pub const PROTOCOL_VERSION: &str = "/troc/1.0.0";
 pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/troc/kad/1.0.0");
 /// Catch-up.
 pub const SYNC_PROTOCOL: StreamProtocol = StreamProtocol::new(crate::sync::PROTOCOL);
+/// Direct deal messages.
+pub const DEAL_PROTOCOL: StreamProtocol = StreamProtocol::new(crate::deals::PROTOCOL);
 /// Largest catch-up request and response.
 pub const MAX_SYNC_REQUEST: u64 = 1024 * 1024;
 pub const MAX_SYNC_RESPONSE: u64 = 2 * 1024 * 1024;
@@ -53,6 +56,8 @@ pub struct Behaviour {
     pub mdns: Toggle<mdns::tokio::Behaviour>,
     pub gossipsub: gossipsub::Behaviour,
     pub sync: request_response::cbor::Behaviour<SyncRequest, SyncResponse>,
+    /// Direct deal messages between the two parties of a deal (`deals`).
+    pub deal: request_response::cbor::Behaviour<DealRequest, DealResponse>,
 }
 
 #[derive(Debug, Error)]
@@ -185,6 +190,15 @@ pub fn build_swarm(config: &NodeConfig, metrics: &Metrics) -> Result<Swarm<Behav
                     .with_request_timeout(request_timeout)
                     .with_max_concurrent_streams(32),
             );
+            let deal = request_response::cbor::Behaviour::with_codec(
+                request_response::cbor::codec::Codec::default()
+                    .set_request_size_maximum(MAX_DEAL_REQUEST)
+                    .set_response_size_maximum(MAX_DEAL_RESPONSE),
+                [(DEAL_PROTOCOL, ProtocolSupport::Full)],
+                request_response::Config::default()
+                    .with_request_timeout(request_timeout)
+                    .with_max_concurrent_streams(16),
+            );
             Behaviour {
                 blocked: allow_block_list::Behaviour::default(),
                 limits: connection_limits::Behaviour::new(connection_limits),
@@ -203,6 +217,7 @@ pub fn build_swarm(config: &NodeConfig, metrics: &Metrics) -> Result<Swarm<Behav
                 mdns: Toggle::from(mdns),
                 gossipsub,
                 sync,
+                deal,
             }
         })
         .map_err(|e| BuildError::Transport(e.to_string()))?

@@ -31,6 +31,8 @@ use troc_protocol::{Identity, RecordBody, Signed, SignedRecord};
 
 use crate::catchup::{SyncDriver, SyncSummary, ToSync};
 use crate::config::NodeConfig;
+use crate::deals::service::{DealCtx, ToDeals};
+use crate::deals::{DEAL_RATE, DealAnswer, DealRequest, DealResponse, MAX_DEAL_INBOUND};
 use crate::events::{EVENT_CAPACITY, NodeEvent};
 use crate::ingest::{ItemResult, Job, Origin, ToSwarm, Writer};
 use crate::limits::{RateLimiter, Strikes};
@@ -83,6 +85,16 @@ pub(crate) enum Command {
         channel: u64,
         response: SyncResponse,
     },
+    /// Sends a direct deal message (dialling the peer by its PeerId if needed).
+    SendDeal {
+        peer: PeerId,
+        request: DealRequest,
+        reply: oneshot::Sender<Result<DealResponse, String>>,
+    },
+    RespondDeal {
+        channel: u64,
+        response: DealResponse,
+    },
     /// `count` strikes against a peer that sent invalid records through catch-up.
     Strike {
         peer: PeerId,
@@ -132,6 +144,7 @@ pub struct Node;
 /// A cheap, cloneable handle on a running node.
 #[derive(Clone)]
 pub struct NodeHandle {
+    pub(crate) deals: DealCtx,
     commands: mpsc::Sender<Command>,
     ingest: mpsc::Sender<Job>,
     to_sync: mpsc::Sender<ToSync>,
@@ -186,6 +199,7 @@ impl Node {
         let (ingest_tx, ingest_rx) = mpsc::channel(config.limits.ingest_queue);
         let (to_swarm_tx, to_swarm_rx) = mpsc::channel(1024);
         let (to_sync_tx, to_sync_rx) = mpsc::channel(256);
+        let (to_deals_tx, to_deals_rx) = mpsc::channel(MAX_DEAL_INBOUND * 2);
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let scopes = Arc::new(RwLock::new(scopes));
 
@@ -204,7 +218,24 @@ impl Node {
             .map_err(NodeError::Thread)?;
 
         let peer_id = *swarm.local_peer_id();
+        let deals = DealCtx {
+            commands: cmd_tx.clone(),
+            ingest: ingest_tx.clone(),
+            store: store.clone(),
+            identity: Arc::new(config.identity.clone()),
+            events: events.clone(),
+            metrics: metrics.clone(),
+            outbox: crate::store::OutboxLimits::default(),
+            to_deals: to_deals_tx.clone(),
+        };
+        let deal_service = tokio::spawn(crate::deals::service::run(
+            deals.clone(),
+            to_deals_rx,
+            shutdown_rx.clone(),
+            config.timing.deal_retry,
+        ));
         let handle = NodeHandle {
+            deals,
             commands: cmd_tx.clone(),
             ingest: ingest_tx.clone(),
             to_sync: to_sync_tx.clone(),
@@ -243,6 +274,11 @@ impl Node {
             banned: HashMap::new(),
             sync_out: HashMap::new(),
             sync_in: HashMap::new(),
+            deal_out: HashMap::new(),
+            deal_in: HashMap::new(),
+            deal_rate: RateLimiter::new(crate::limits::Rate::new(DEAL_RATE.0, DEAL_RATE.1), 10_000),
+            to_deals: to_deals_tx,
+            deal_service: Some(deal_service),
             next_channel: 0,
             dials: HashMap::new(),
             pending_publish: HashMap::new(),
@@ -466,6 +502,13 @@ struct EventLoop {
     banned: HashMap<PeerId, Instant>,
     sync_out: HashMap<OutboundRequestId, oneshot::Sender<Result<SyncResponse, String>>>,
     sync_in: HashMap<u64, ResponseChannel<SyncResponse>>,
+    deal_out: HashMap<OutboundRequestId, oneshot::Sender<Result<DealResponse, String>>>,
+    deal_in: HashMap<u64, ResponseChannel<DealResponse>>,
+    /// Direct deal requests per peer.
+    deal_rate: RateLimiter<PeerId>,
+    to_deals: mpsc::Sender<ToDeals>,
+    /// The deal service, awaited at shutdown.
+    deal_service: Option<tokio::task::JoinHandle<()>>,
     next_channel: u64,
     dials: HashMap<ConnectionId, oneshot::Sender<Result<PeerId, String>>>,
     pending_publish: HashMap<TopicHash, VecDeque<Vec<u8>>>,
@@ -530,6 +573,23 @@ impl EventLoop {
             loop {
                 tokio::select! {
                     _ = &mut driver => break,
+                    event = self.swarm.select_next_some() => self.on_swarm_event(event),
+                    Some(c) = self.commands.recv() => match c {
+                        Command::Shutdown { reply } => { let _ = reply.send(Err("already shutting down".into())); }
+                        c => self.on_command(c),
+                    },
+                }
+            }
+        }
+        if let Some(service) = self.deal_service.take() {
+            // It stops at the shutdown signal; its delivery tasks may still wait on us, so keep
+            // serving while it winds down (bounded).
+            let mut service = service;
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+            loop {
+                tokio::select! {
+                    _ = &mut service => break,
+                    _ = tokio::time::sleep_until(deadline) => { service.abort(); break }
                     event = self.swarm.select_next_some() => self.on_swarm_event(event),
                     Some(c) = self.commands.recv() => match c {
                         Command::Shutdown { reply } => { let _ = reply.send(Err("already shutting down".into())); }
@@ -746,6 +806,19 @@ impl EventLoop {
                 let id = self.swarm.behaviour_mut().sync.send_request(&peer, request);
                 self.sync_out.insert(id, reply);
             }
+            Command::SendDeal { peer, request, reply } => {
+                if peer == *self.swarm.local_peer_id() {
+                    let _ = reply.send(Err("a deal message to ourselves".into()));
+                } else {
+                    let id = self.swarm.behaviour_mut().deal.send_request(&peer, request);
+                    self.deal_out.insert(id, reply);
+                }
+            }
+            Command::RespondDeal { channel, response } => {
+                if let Some(ch) = self.deal_in.remove(&channel) {
+                    let _ = self.swarm.behaviour_mut().deal.send_response(ch, response);
+                }
+            }
             Command::Strike { peer, count } => {
                 for _ in 0..count {
                     if !self.swarm.is_connected(&peer) {
@@ -790,6 +863,7 @@ impl EventLoop {
                     self.remotes.insert(peer_id, endpoint.get_remote_address().clone());
                     let _ = self.events.send(NodeEvent::PeerConnected { peer: peer_id });
                     let _ = self.to_sync.try_send(ToSync::PeerConnected { peer: peer_id });
+                    let _ = self.to_deals.try_send(ToDeals::PeerConnected { peer: peer_id });
                 }
             }
             SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
@@ -874,6 +948,62 @@ impl EventLoop {
             }
             BehaviourEvent::Sync(request_response::Event::InboundFailure { peer, error, .. }) => {
                 tracing::debug!(%peer, %error, "inbound catch-up request failed");
+            }
+            BehaviourEvent::Deal(request_response::Event::Message { peer, message, .. }) => match message {
+                request_response::Message::Request { request, channel, .. } => {
+                    let refuse = |code: &str, message: &str| DealResponse {
+                        msg: request.msg,
+                        answer: DealAnswer::Refused { code: code.into(), message: message.into() },
+                    };
+                    if !self.deal_rate.check(&peer, 1.0, Instant::now()) {
+                        self.metrics.reject(Source::Deal, "deal_rate_limited");
+                        let _ = self
+                            .swarm
+                            .behaviour_mut()
+                            .deal
+                            .send_response(channel, refuse("deal_rate_limited", "too many deal messages"));
+                        return;
+                    }
+                    if self.deal_in.len() >= MAX_DEAL_INBOUND {
+                        let _ = self
+                            .swarm
+                            .behaviour_mut()
+                            .deal
+                            .send_response(channel, refuse("busy", "too many in flight"));
+                        return;
+                    }
+                    let id = self.next_channel;
+                    self.next_channel += 1;
+                    let busy = refuse("busy", "the deal service is busy");
+                    self.deal_in.insert(id, channel);
+                    if self.to_deals.try_send(ToDeals::Inbound { peer, request, channel: id }).is_err()
+                        && let Some(ch) = self.deal_in.remove(&id)
+                    {
+                        let _ = self.swarm.behaviour_mut().deal.send_response(ch, busy);
+                    }
+                }
+                request_response::Message::Response { request_id, response } => {
+                    if let Some(reply) = self.deal_out.remove(&request_id) {
+                        let _ = reply.send(Ok(response));
+                    }
+                }
+            },
+            BehaviourEvent::Deal(request_response::Event::OutboundFailure { request_id, error, .. }) => {
+                if let Some(reply) = self.deal_out.remove(&request_id) {
+                    let _ = reply.send(Err(error.to_string()));
+                }
+            }
+            BehaviourEvent::Deal(request_response::Event::InboundFailure { peer, error, .. }) => {
+                if matches!(error, request_response::InboundFailure::UnsupportedProtocols) {
+                    return;
+                }
+                tracing::debug!(%peer, %error, "inbound deal request failed");
+                if !matches!(
+                    error,
+                    request_response::InboundFailure::Timeout | request_response::InboundFailure::ConnectionClosed
+                ) {
+                    self.metrics.reject(Source::Deal, "bad_deal_message");
+                }
             }
             BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
                 self.agents.insert(peer_id, info.agent_version.clone());

@@ -7,7 +7,7 @@
 //! reconciles the same scopes. Proposals are private and travel on no topic.
 
 use libp2p::gossipsub::IdentTopic;
-use troc_protocol::Body;
+use troc_protocol::{Body, CancelReason};
 
 /// The global scope's name.
 pub const GLOBAL: &str = "global";
@@ -30,10 +30,12 @@ pub fn topic(scope: &str) -> IdentTopic {
     IdentTopic::new(format!("troc/v1/{scope}"))
 }
 
-/// The scope name of a record body; `None` for private records.
+/// The scope name of a record body; `None` for private records: proposals, and the cancellations
+/// that decline or withdraw one (they name a proposal, which only the two parties have).
 pub fn scope_of(body: &Body) -> Option<String> {
     match body {
         Body::Proposal(_) => None,
+        Body::Cancellation(c) if matches!(c.reason, CancelReason::Declined | CancelReason::Withdrawn) => None,
         Body::Listing(l) => Some(scope_name(Some(&l.community))),
         _ => Some(scope_name(None)),
     }

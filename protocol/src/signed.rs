@@ -550,6 +550,16 @@ impl<T: RecordBody> PartiallySigned<T> {
 }
 
 impl PartiallySigned<Body> {
+    /// The typed partial record, or this one back if it is of another type.
+    #[allow(clippy::result_large_err)] // the Err is the input handed back, not an error
+    pub fn downcast<T: RecordBody>(self) -> Result<PartiallySigned<T>, PartiallySigned<Body>> {
+        let PartiallySigned { content, author_sig, id, header, body } = self;
+        match T::from_body(body) {
+            Ok(body) => Ok(PartiallySigned { content, author_sig, id, header, body }),
+            Err(body) => Err(PartiallySigned { content, author_sig, id, header, body }),
+        }
+    }
+
     /// Decodes a partially signed record received from its author and verifies the author's
     /// signature.
     pub fn from_bytes(bytes: &[u8], now: Timestamp) -> Result<Self, RecordError> {

@@ -445,3 +445,66 @@ fn export_and_import_into_a_fresh_home() {
     assert_eq!(again["stored"], 0, "a second import only finds duplicates: {again}");
     assert!(f.interrupt().success());
 }
+
+/// A loan through the real binary: `troc deal propose` on the borrower's node, `troc inbox` and
+/// `troc deal accept` on the lender's, handover and return acknowledged with `--ack`, completion,
+/// `troc review` on both sides (revealed once both are in), deal events on `troc watch`, and the
+/// exit codes of a deal that does not exist and of a bad deal id.
+#[test]
+fn a_loan_through_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a_home, b_home) = (dir.path().join("a"), dir.path().join("b"));
+    init(&a_home, "Alice");
+    init(&b_home, "Bob");
+    let mut a = Proc::up("a", &a_home, &[]);
+    let a_addr = dial_address(&a_home);
+    let _b = Proc::up("b", &b_home, &["--bootstrap", &a_addr]);
+    a.wait_line("connected to");
+    let mut a_watch = Proc::spawn("a watch", &a_home, &["watch", "--type", "deal_proposal,deal_completion"]);
+
+    let offer = troc_json(&a_home, &["offer", "add", "lend", "Ladder", "--category", "tools", "--max-loan-days", "3"]);
+    let listing = offer["id"].as_str().unwrap().to_owned();
+    poll(PROPAGATION, "the offer on b", || {
+        let r = troc_json(&b_home, &["search", "ladder"]);
+        r["listings"].as_array().and_then(|l| l.iter().find(|l| l["id"] == listing.as_str()).cloned())
+    });
+    let proposed = troc_json(&b_home, &["deal", "propose", &listing, "--days", "2", "-m", "Saturday?"]);
+    let proposal = proposed["proposal"].as_str().unwrap().to_owned();
+    a_watch.wait_event("deal_proposal", |v| v["deal"] == proposal.as_str());
+    let inbox = troc_json(&a_home, &["inbox"]);
+    assert_eq!(inbox["items"][0]["kind"], "proposal", "{inbox}");
+
+    let accepted = troc_json(&a_home, &["deal", "accept", &proposal[..12]]);
+    assert_eq!(accepted["agreed"], true, "{accepted}");
+    let deal = accepted["agreement"].as_str().unwrap().to_owned();
+    let status = |home: &Path| troc_json(home, &["deal", "show", &deal])["status"].as_str().unwrap_or("").to_owned();
+    poll(PROPAGATION, "agreed on b", || (status(&b_home) == "agreed").then_some(()));
+
+    troc_json(&a_home, &["deal", "handover", &deal]);
+    poll(PROPAGATION, "handed over on b", || (status(&b_home) == "handed_over").then_some(()));
+    troc_json(&b_home, &["deal", "handover", &deal, "--ack"]);
+    troc_json(&b_home, &["deal", "return", &deal, "--note", "Thanks"]);
+    poll(PROPAGATION, "returned on a", || (status(&a_home) == "returned").then_some(()));
+    troc_json(&a_home, &["deal", "return", &deal, "--ack"]);
+    troc_json(&a_home, &["deal", "complete", &deal]);
+    a_watch.wait_event("deal_completion", |v| v["deal"] == deal.as_str());
+    poll(PROPAGATION, "completed on b", || (status(&b_home) == "completed").then_some(()));
+
+    troc_json(&a_home, &["review", &deal, "positive", "--text", "Careful"]);
+    troc_json(&b_home, &["review", &deal, "positive", "--text", "Kind"]);
+    for home in [&a_home, &b_home] {
+        poll(PROPAGATION, "both reviews revealed", || {
+            let v = troc_json(home, &["deal", "show", &deal]);
+            let reviews = v["reviews"].as_array().cloned().unwrap_or_default();
+            (reviews.len() == 2 && reviews.iter().all(|r| r["state"] == "revealed")).then_some(())
+        });
+    }
+    let listed = troc_json(&b_home, &["deal", "list"]);
+    assert_eq!(listed["deals"][0]["status"], "completed", "{listed}");
+    let human = troc(&b_home, &["deal", "list"]);
+    assert!(String::from_utf8_lossy(&human.stdout).contains("completed"));
+
+    assert_eq!(code(&troc(&a_home, &["deal", "show", &"ab".repeat(32)])), Some(4), "no such deal: not found");
+    assert_eq!(code(&troc(&a_home, &["deal", "show", "xyz"])), Some(2), "a bad deal id: usage");
+    assert_eq!(code(&troc(&a_home, &["deal", "accept", &deal])), Some(5), "an agreed deal: conflict");
+}

@@ -3,6 +3,7 @@
 
 mod bot;
 mod cli;
+mod deals;
 mod demo;
 mod node;
 mod support;

@@ -11,6 +11,7 @@ use crate::config;
 
 mod alerts;
 mod backup;
+mod deals;
 mod listings;
 mod network;
 mod setup;
@@ -71,6 +72,11 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Search(args) => block_on(listings::search(&ctx, &args))?,
         Command::Alert(cmd) => block_on(alerts::run(&ctx, cmd))?,
         Command::Watch(args) => block_on(watch::run(&ctx, &args))?,
+        Command::Deal(cmd) => block_on(deals::deal(&ctx, cmd))?,
+        Command::Review(args) => block_on(deals::review(&ctx, &args))?,
+        Command::Inbox => block_on(deals::inbox(&ctx))?,
+        Command::Block(args) => block_on(deals::block(&ctx, &args))?,
+        Command::Unblock(args) => block_on(deals::unblock(&ctx, &args))?,
         Command::Export(args) => block_on(backup::export(&ctx, &args))?,
         Command::Import(args) => block_on(backup::import(&ctx, &args))?,
         Command::Completions(_) | Command::Man(_) => Ok(()),

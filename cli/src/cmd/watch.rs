@@ -59,6 +59,12 @@ pub fn human_line(event: &Value, now: u64) -> String {
         ),
         "rejected" => format!("refused a record from {}: {}", peer(), clean(str_of(event, "code"))),
         "lagged" => format!("missed {} events (reading too slowly)", output::u64_of(event, "missed").unwrap_or(0)),
+        deal if deal.starts_with("deal_") => format!(
+            "{:<24} deal {} with {}",
+            deal.trim_start_matches("deal_").replace('_', " "),
+            output::short_id(str_of(event, "deal")),
+            peer()
+        ),
         other => {
             let mut rest = event.clone();
             if let Some(m) = rest.as_object_mut() {

@@ -42,6 +42,21 @@ pub const TYPES: &[&str] = &[
     "sync_done",
     "rejected",
     "lagged",
+    "deal_proposal",
+    "deal_agreement",
+    "deal_handover",
+    "deal_acknowledgement",
+    "deal_return",
+    "deal_completion",
+    "deal_cancellation",
+    "deal_extension",
+    "deal_extension_requested",
+    "deal_review_commitment",
+    "deal_review",
+    "deal_review_revealed",
+    "deal_due_soon",
+    "deal_overdue",
+    "deal_message_refused",
 ];
 
 /// One event of the API's stream.
@@ -178,6 +193,10 @@ fn translate(state: &AppState, memory: &Mutex<AlertMemory>, event: &NodeEvent) -
                     return Vec::new();
                 }
             };
+            // A blocked person's listings are hidden from this node's views.
+            if state.node.store().is_blocked(listing.author()).unwrap_or(false) {
+                return Vec::new();
+            }
             let shown = view(state, &listing, None);
             let mut out = Vec::new();
             let (kind, data) = match replaced {
@@ -233,6 +252,13 @@ fn translate(state: &AppState, memory: &Mutex<AlertMemory>, event: &NodeEvent) -
         )],
         NodeEvent::Rejected { peer, code } => {
             vec![("rejected", json!({ "peer_id": peer.to_base58(), "code": code }), None, None)]
+        }
+        NodeEvent::Deal { kind, deal, peer, record } => {
+            if state.node.store().is_blocked(peer).unwrap_or(false) {
+                return Vec::new();
+            }
+            let kind = TYPES.iter().find(|t| *t == kind).copied().unwrap_or("deal_message_refused");
+            vec![(kind, json!({ "deal": deal, "peer_id": peer.to_string(), "record": record }), None, None)]
         }
         _ => Vec::new(),
     }

@@ -20,6 +20,7 @@
 //! flight (axum's graceful shutdown), then removes `<home>/api.json`. The caller shuts the node
 //! down afterwards, so no request finds the node gone half-way.
 
+mod deals;
 mod error;
 mod events;
 mod listings;

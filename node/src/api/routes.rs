@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 use tower::ServiceBuilder;
 use troc_protocol::{Kind, Listing, PublicKey, Signed};
 
+use super::deals;
 use super::error::ApiError;
 use super::events::{StreamFilter, TYPES, stream};
 use super::listings::{self, ImportReport, ListingEdit, NewListing, Renew, Withdraw, now, parse_location, view};
@@ -71,6 +72,26 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/events"),
     ("get", "/v1/export"),
     ("post", "/v1/import"),
+    ("get", "/v1/deals"),
+    ("post", "/v1/deals"),
+    ("get", "/v1/deals/{deal}"),
+    ("post", "/v1/deals/{deal}/accept"),
+    ("post", "/v1/deals/{deal}/decline"),
+    ("post", "/v1/deals/{deal}/withdraw"),
+    ("post", "/v1/deals/{deal}/counter"),
+    ("post", "/v1/deals/{deal}/handover"),
+    ("post", "/v1/deals/{deal}/acknowledge"),
+    ("post", "/v1/deals/{deal}/return"),
+    ("post", "/v1/deals/{deal}/complete"),
+    ("post", "/v1/deals/{deal}/cancel"),
+    ("post", "/v1/deals/{deal}/extend"),
+    ("post", "/v1/deals/{deal}/review"),
+    ("post", "/v1/extensions/{id}/accept"),
+    ("post", "/v1/extensions/{id}/decline"),
+    ("get", "/v1/inbox"),
+    ("get", "/v1/blocked"),
+    ("post", "/v1/blocked"),
+    ("delete", "/v1/blocked/{person}"),
 ];
 
 pub(crate) fn router(state: AppState) -> Router {
@@ -88,6 +109,24 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/alerts", get(list_alerts).post(add_alert))
         .route("/v1/alerts/{id}", delete(remove_alert))
         .route("/v1/events", get(events))
+        .route("/v1/deals", get(deals::list).post(deals::propose))
+        .route("/v1/deals/{deal}", get(deals::show))
+        .route("/v1/deals/{deal}/accept", post(deals::accept))
+        .route("/v1/deals/{deal}/decline", post(deals::decline))
+        .route("/v1/deals/{deal}/withdraw", post(deals::withdraw))
+        .route("/v1/deals/{deal}/counter", post(deals::counter))
+        .route("/v1/deals/{deal}/handover", post(deals::handover))
+        .route("/v1/deals/{deal}/acknowledge", post(deals::acknowledge))
+        .route("/v1/deals/{deal}/return", post(deals::give_back))
+        .route("/v1/deals/{deal}/complete", post(deals::complete))
+        .route("/v1/deals/{deal}/cancel", post(deals::cancel))
+        .route("/v1/deals/{deal}/extend", post(deals::extend))
+        .route("/v1/deals/{deal}/review", post(deals::review))
+        .route("/v1/extensions/{id}/accept", post(deals::accept_extension))
+        .route("/v1/extensions/{id}/decline", post(deals::decline_extension))
+        .route("/v1/inbox", get(deals::inbox))
+        .route("/v1/blocked", get(deals::blocked).post(deals::block))
+        .route("/v1/blocked/{person}", delete(deals::unblock))
         .route("/v1/export", get(export))
         .route("/v1/import", post(import).layer(DefaultBodyLimit::max(MAX_IMPORT_BODY_BYTES)))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth));
@@ -137,7 +176,9 @@ async fn auth(State(state): State<AppState>, headers: HeaderMap, request: Reques
 }
 
 /// Runs blocking store work off the async threads.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ApiError> + Send + 'static) -> Result<T, ApiError> {
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f).await?
 }
 
@@ -371,6 +412,9 @@ async fn show_listing(
 ) -> Result<Json<Value>, ApiError> {
     blocking(move || {
         let listing = listings::resolve(&state, &reference)?;
+        if state.node.store().is_blocked(listing.author())? {
+            return Err(ApiError::not_found(format!("no current listing {reference:?} (its author is blocked)")));
+        }
         Ok(Json(view(&state, &listing, None)))
     })
     .await
@@ -524,6 +568,9 @@ async fn search(
         let mut shown = Vec::with_capacity(results.hits.len());
         for hit in &results.hits {
             // A hit whose listing was replaced in between is skipped: the next search shows the new one.
+            if store.is_blocked(&hit.author)? {
+                continue;
+            }
             let Some(record) = store.get(&hit.id)? else { continue };
             let Ok(listing) = record.downcast::<Listing>() else { continue };
             let mut v = view(&state, &listing, q.near.as_deref());

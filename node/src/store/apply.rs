@@ -17,13 +17,54 @@ use std::collections::{HashMap, HashSet};
 
 use sled::Transactional;
 use sled::transaction::ConflictableTransactionError;
-use troc_protocol::{Body, ListingKey, PublicKey, RecordId, RecordType, SignedRecord, Timestamp};
+use troc_protocol::{Body, CancelReason, ListingKey, PublicKey, RecordId, RecordType, SignedRecord, Timestamp};
 
 use super::keys::{self, Marker};
-use super::mem::{Extra, Mem};
+use super::mem::{DealFact, Extra, LINK_REFERENCE, Mem, deal_fact};
 use super::{
-    MAX_RECORDS_PER_TRANSACTION, Outcome, Prepared, QuotaKind, Quotas, RefuseReason, StaleReason, Store, StoreError,
+    DealRefusal, MAX_RECORDS_PER_TRANSACTION, Outcome, Prepared, QuotaKind, Quotas, REVIEW_WINDOW_SECS, RefuseReason,
+    StaleReason, Store, StoreError,
 };
+
+/// A deal record as the deal rules see it: from memory, or stored earlier in the same batch.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct DealRec {
+    pub id: RecordId,
+    pub rtype: RecordType,
+    pub author: [u8; 32],
+    pub created_at: Timestamp,
+    /// The deal it names (`None` for proposals and agreements).
+    pub deal: Option<RecordId>,
+    pub fact: DealFact,
+}
+
+/// The parties and dates of an agreement, for the rules.
+#[derive(Debug, Clone, Copy)]
+struct Parties {
+    author: [u8; 32],
+    counterparty: [u8; 32],
+}
+
+impl Parties {
+    fn has(&self, who: &[u8; 32]) -> bool {
+        self.author == *who || self.counterparty == *who
+    }
+
+    fn other(&self, who: &[u8; 32]) -> [u8; 32] {
+        if self.author == *who { self.counterparty } else { self.author }
+    }
+}
+
+/// Why a deal record is not stored.
+type Denied = Outcome;
+
+fn deny(r: DealRefusal) -> Denied {
+    Outcome::Refused(RefuseReason::Deal(r))
+}
+
+fn unknown() -> Denied {
+    Outcome::Stale(StaleReason::UnknownDeal)
+}
 
 /// One change of a batch, in order.
 #[derive(Debug, Clone)]
@@ -89,6 +130,8 @@ pub(super) struct Plan<'a> {
     total: i64,
     author_records: HashMap<[u8; 32], i64>,
     author_live: HashMap<[u8; 32], i64>,
+    /// Deal records stored by this batch (and not removed since).
+    batch_deals: HashMap<RecordId, DealRec>,
 }
 
 impl<'a> Plan<'a> {
@@ -106,6 +149,7 @@ impl<'a> Plan<'a> {
             total: 0,
             author_records: HashMap::new(),
             author_live: HashMap::new(),
+            batch_deals: HashMap::new(),
         }
     }
 
@@ -206,6 +250,10 @@ impl<'a> Plan<'a> {
             }
             _ => None,
         };
+        if let Some((deal, fact)) = deal_fact(r.body()) {
+            let rec = DealRec { id, rtype: r.record_type(), author, created_at: r.created_at(), deal, fact };
+            self.batch_deals.insert(id, rec);
+        }
         self.added.insert(id, Info { seq, author, rtype: r.record_type(), key });
         self.total += 1;
         *self.author_records.entry(author).or_default() += 1;
@@ -215,6 +263,7 @@ impl<'a> Plan<'a> {
     /// Refused markers are the caller's business.
     pub fn remove(&mut self, id: &RecordId) -> Removed {
         let Some(info) = self.info(id) else { return Removed::NotStored };
+        self.batch_deals.remove(id);
         if self.added.remove(id).is_none() {
             self.removed.insert(*id);
         }
@@ -295,6 +344,9 @@ impl<'a> Plan<'a> {
         }
         if keys::expiry_of(r.header(), r.body()).is_some_and(|e| e <= now) {
             return Outcome::Stale(StaleReason::Expired);
+        }
+        if let Err(denied) = self.deal_rules(r) {
+            return denied;
         }
         let scope = keys::scope_of(r.header(), r.body());
         let stored = |replaced| Outcome::Stored { id, scope: scope.clone(), replaced };
@@ -384,6 +436,222 @@ impl<'a> Plan<'a> {
             }
         }
     }
+
+    // -----------------------------------------------------------------------------------------
+    // Deal rules (`docs/protocol.md` section 14). They read only the records themselves (their
+    // `created_at`, never `now`), so every node decides the same once it has the same records.
+
+    /// A deal record by id: stored earlier in this batch, or in memory.
+    fn deal_rec(&self, id: &RecordId) -> Option<DealRec> {
+        if let Some(d) = self.batch_deals.get(id) {
+            return Some(*d);
+        }
+        if self.removed.contains(id) {
+            return None;
+        }
+        let m = self.mem.get(id)?;
+        let fact = self.mem.deal_fact(id)?;
+        let deal = match fact {
+            DealFact::Proposal { .. } | DealFact::Agreement { .. } => None,
+            _ => self.deal_ref_of(m),
+        };
+        Some(DealRec {
+            id: *id,
+            rtype: m.rtype,
+            author: *self.mem.person_key(m.author)?,
+            created_at: m.created_at,
+            deal,
+            fact,
+        })
+    }
+
+    /// The deal a stored record names, from its reference link.
+    fn deal_ref_of(&self, m: &super::mem::Meta) -> Option<RecordId> {
+        match m.extra {
+            Extra::Links { n, links } => links[..n as usize]
+                .iter()
+                .find(|(tag, _)| *tag == LINK_REFERENCE)
+                .and_then(|&(_, k)| self.mem.deal_key(k)),
+            _ => None,
+        }
+    }
+
+    /// Every stored record naming `deal` (memory and this batch).
+    pub(super) fn deal_records(&self, deal: &RecordId) -> Vec<DealRec> {
+        let mut out: Vec<DealRec> = Vec::new();
+        if let Some(k) = self.mem.deal_of(deal) {
+            for &(_, _, _, slot) in self.mem.links(LINK_REFERENCE, k) {
+                if let Some(m) = self.mem.meta(slot)
+                    && !self.removed.contains(&m.id)
+                    && let Some(d) = self.deal_rec(&m.id)
+                {
+                    out.push(d);
+                }
+            }
+        }
+        out.extend(self.batch_deals.values().filter(|d| d.deal.as_ref() == Some(deal)).copied());
+        out
+    }
+
+    /// The agreement `id` and its parties, or why the record naming it waits.
+    fn agreement(&self, id: &RecordId) -> Result<(DealRec, Parties), Denied> {
+        match self.deal_rec(id) {
+            Some(d @ DealRec { fact: DealFact::Agreement { counterparty, .. }, .. }) => {
+                Ok((d, Parties { author: d.author, counterparty }))
+            }
+            Some(_) => Err(deny(DealRefusal::WrongReference)),
+            None => Err(unknown()),
+        }
+    }
+
+    /// When the deal `agreement` ended, as far as the stored records say: the first completion or
+    /// cancellation of it; without one, its due date (the last extension's, for a loan) or, for a
+    /// deal without one, its start. The flag says whether a completion or cancellation decided it.
+    fn deal_end(&self, agreement: &DealRec) -> (Timestamp, bool) {
+        let records = self.deal_records(&agreement.id);
+        let terminal = records
+            .iter()
+            .filter(|d| {
+                d.rtype == RecordType::Completion
+                    || matches!(d.fact, DealFact::Cancellation { reason } if !matches!(reason, CancelReason::Declined | CancelReason::Withdrawn))
+            })
+            .map(|d| d.created_at)
+            .min();
+        if let Some(t) = terminal {
+            return (t, true);
+        }
+        let DealFact::Agreement { start, due, .. } = agreement.fact else { return (agreement.created_at, false) };
+        let extended = records
+            .iter()
+            .filter_map(|d| if let DealFact::Extension { new_due, .. } = d.fact { Some(new_due) } else { None })
+            .max();
+        let end = match (due, extended) {
+            (Some(d), Some(e)) => d.max(e),
+            (Some(d), None) => d,
+            (None, _) => start,
+        };
+        (end, false)
+    }
+
+    /// The deal rules: `Err` with the outcome when the record must not be stored (now).
+    fn deal_rules(&self, r: &SignedRecord) -> Result<(), Denied> {
+        let author = *r.author().as_bytes();
+        let party = |agreement: &RecordId| -> Result<(DealRec, Parties), Denied> {
+            let (a, p) = self.agreement(agreement)?;
+            if p.has(&author) { Ok((a, p)) } else { Err(deny(DealRefusal::NotAParty)) }
+        };
+        match r.body() {
+            Body::Handover(s) => party(&s.agreement).map(drop),
+            Body::Return(s) => party(&s.agreement).map(drop),
+            Body::Completion(s) => party(&s.agreement).map(drop),
+            Body::Acknowledgement(a) => {
+                party(&a.agreement)?;
+                match self.deal_rec(&a.subject) {
+                    None => Err(unknown()),
+                    Some(d)
+                        if matches!(d.rtype, RecordType::Handover | RecordType::Return)
+                            && d.deal == Some(a.agreement)
+                            && d.author != author =>
+                    {
+                        Ok(())
+                    }
+                    Some(_) => Err(deny(DealRefusal::WrongReference)),
+                }
+            }
+            Body::Cancellation(c) => match self.deal_rec(&c.deal) {
+                None => Err(unknown()),
+                Some(DealRec { fact: DealFact::Agreement { counterparty, .. }, author: a, .. }) => {
+                    if !(Parties { author: a, counterparty }).has(&author) {
+                        return Err(deny(DealRefusal::NotAParty));
+                    }
+                    match c.reason {
+                        CancelReason::Cancelled | CancelReason::NoShow | CancelReason::Dispute => Ok(()),
+                        CancelReason::Declined | CancelReason::Withdrawn => Err(deny(DealRefusal::InvalidReason)),
+                    }
+                }
+                Some(DealRec { fact: DealFact::Proposal { counterparty }, author: a, .. }) => {
+                    if !(Parties { author: a, counterparty }).has(&author) {
+                        return Err(deny(DealRefusal::NotAParty));
+                    }
+                    match c.reason {
+                        CancelReason::Declined if author == counterparty => Ok(()),
+                        CancelReason::Withdrawn if author == a => Ok(()),
+                        _ => Err(deny(DealRefusal::InvalidReason)),
+                    }
+                }
+                Some(_) => Err(deny(DealRefusal::WrongReference)),
+            },
+            Body::Extension(e) => {
+                let (a, p) = party(&e.agreement)?;
+                if !p.has(e.counterparty.as_bytes()) {
+                    return Err(deny(DealRefusal::NotAParty));
+                }
+                match a.fact {
+                    DealFact::Agreement { due: Some(_), start, .. } if e.new_due > start => Ok(()),
+                    _ => Err(deny(DealRefusal::InvalidExtension)),
+                }
+            }
+            Body::ReviewCommitment(c) => {
+                self.review_rules(&author, r.created_at(), &c.agreement, c.subject.as_bytes())?;
+                for d in self.deal_records(&c.agreement).iter().filter(|d| d.author == author) {
+                    match d.fact {
+                        DealFact::Commitment { .. } => return Err(deny(DealRefusal::DuplicateReview)),
+                        DealFact::Review { .. } if d.id != c.review => {
+                            return Err(deny(DealRefusal::DuplicateReview));
+                        }
+                        _ => {}
+                    }
+                }
+                Ok(())
+            }
+            Body::Review(v) => {
+                self.review_rules(&author, r.created_at(), &v.agreement, v.subject.as_bytes())?;
+                for d in self.deal_records(&v.agreement).iter().filter(|d| d.author == author) {
+                    match d.fact {
+                        DealFact::Commitment { review, .. } if review != r.id() => {
+                            return Err(deny(DealRefusal::CommitmentMismatch));
+                        }
+                        DealFact::Review { .. } => return Err(deny(DealRefusal::DuplicateReview)),
+                        _ => {}
+                    }
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// What a review and a review commitment share: a known agreement, a party reviewing the other
+    /// party, after the deal ended and within [`REVIEW_WINDOW_SECS`] of that.
+    fn review_rules(
+        &self,
+        author: &[u8; 32],
+        at: Timestamp,
+        agreement: &RecordId,
+        subject: &[u8; 32],
+    ) -> Result<(), Denied> {
+        let (a, p) = self.agreement(agreement)?;
+        if !p.has(author) {
+            return Err(deny(DealRefusal::NotAParty));
+        }
+        if p.other(author) != *subject {
+            return Err(deny(DealRefusal::WrongSubject));
+        }
+        let (ended, decided) = self.deal_end(&a);
+        if at < ended {
+            return Err(Outcome::Stale(StaleReason::DealNotEnded));
+        }
+        if at > ended.saturating_add(REVIEW_WINDOW_SECS) {
+            // Refused only when a completion or cancellation dated the end: without one, a late
+            // completion on its way could still move the window (not stored, not penalised).
+            return Err(if decided {
+                deny(DealRefusal::ReviewWindowClosed)
+            } else {
+                Outcome::Stale(StaleReason::DealNotEnded)
+            });
+        }
+        Ok(())
+    }
 }
 
 impl Store {
@@ -428,8 +696,16 @@ impl Store {
             let (ops, next_seq, outcomes) = {
                 let mem = self.mem();
                 let mut plan = Plan::new(&mem);
-                let outcomes: Vec<Outcome> =
-                    part.iter().enumerate().map(|(i, p)| plan.apply_one(i, &p.record, now, &q)).collect();
+                // Proposals and agreements first, so that a record naming one later in the same
+                // batch finds it; outcomes stay in the batch's order.
+                let mut order: Vec<usize> = (0..part.len()).collect();
+                order.sort_by_key(|&i| {
+                    !matches!(part[i].record.record_type(), RecordType::Proposal | RecordType::Agreement)
+                });
+                let mut outcomes: Vec<Outcome> = vec![Outcome::Duplicate; part.len()];
+                for i in order {
+                    outcomes[i] = plan.apply_one(i, &part[i].record, now, &q);
+                }
                 (plan.ops, plan.next_seq, outcomes)
             };
             self.commit(&ops, |i| part.get(i).map(|p| p.record.bytes()))?;

@@ -33,6 +33,10 @@ pub enum StoreError {
     CorruptMeta { what: &'static str },
     /// A stored record's bytes no longer decode or verify, or do not hash to the id they are stored
     /// under. `check_and_repair` removes such records.
+    #[error("the outbox is full: too many messages waiting for an offline peer")]
+    OutboxFull,
+    #[error("too many {what} kept on this node")]
+    LocalFull { what: &'static str },
     #[error("stored record {id} is corrupt")]
     CorruptRecord {
         id: RecordId,

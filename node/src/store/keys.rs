@@ -7,7 +7,7 @@
 //! is what keeps writes fast when the store outgrows sled's cache).
 
 use troc_protocol::limits::MAX_LISTING_LIFETIME_SECS;
-use troc_protocol::{Body, Header, RecordId, Timestamp};
+use troc_protocol::{Body, CancelReason, Header, RecordId, Timestamp};
 
 use super::Scope;
 
@@ -135,10 +135,11 @@ impl Scope {
 }
 
 /// The sync scope of a record: a listing's community, Global for every other public record, none
-/// for private records (proposals).
+/// for private records (proposals, and the cancellations that decline or withdraw one).
 pub(super) fn scope_of(header: &Header, body: &Body) -> Option<Scope> {
     match body {
         Body::Listing(l) => Some(Scope::Community(l.community.clone())),
+        Body::Cancellation(c) if matches!(c.reason, CancelReason::Declined | CancelReason::Withdrawn) => None,
         _ if header.record_type.is_public() => Some(Scope::Global),
         _ => None,
     }

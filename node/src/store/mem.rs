@@ -17,7 +17,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::hash::Hash;
 
-use troc_protocol::{Body, Category, Header, Kind, ListingKey, RecordId, RecordType, Timestamp};
+use troc_protocol::{Body, CancelReason, Category, Header, Kind, ListingKey, RecordId, RecordType, Timestamp};
 
 use super::Scope;
 use super::keys::{self, Marker};
@@ -34,6 +34,66 @@ pub(super) const LINK_PARTY: u8 = 1;
 pub(super) const LINK_REFERENCE: u8 = 2;
 /// Reviews, review commitments and vouches about a person (key: a person).
 pub(super) const LINK_SUBJECT: u8 = 3;
+
+/// What the deal rules (`apply.rs`) need to know about a deal record, beyond its [`Meta`]: kept in
+/// memory for proposals, agreements and every record that names one, so that checking a deal step
+/// or a review never reads sled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum DealFact {
+    Proposal {
+        counterparty: [u8; 32],
+    },
+    Agreement {
+        counterparty: [u8; 32],
+        kind: Kind,
+        start: Timestamp,
+        due: Option<Timestamp>,
+    },
+    /// Handover, return, completion.
+    Step,
+    Acknowledgement {
+        subject: RecordId,
+    },
+    Cancellation {
+        reason: CancelReason,
+    },
+    Extension {
+        counterparty: [u8; 32],
+        new_due: Timestamp,
+    },
+    Review {
+        subject: [u8; 32],
+    },
+    Commitment {
+        subject: [u8; 32],
+        review: RecordId,
+    },
+}
+
+/// The deal a record names (`None` for proposals and agreements, which are deals themselves) and
+/// its [`DealFact`]; `None` for records that have nothing to do with deals.
+pub(super) fn deal_fact(body: &Body) -> Option<(Option<RecordId>, DealFact)> {
+    Some(match body {
+        Body::Proposal(p) => (None, DealFact::Proposal { counterparty: *p.counterparty.as_bytes() }),
+        Body::Agreement(a) => (
+            None,
+            DealFact::Agreement { counterparty: *a.counterparty.as_bytes(), kind: a.kind, start: a.start, due: a.due },
+        ),
+        Body::Handover(s) => (Some(s.agreement), DealFact::Step),
+        Body::Return(s) => (Some(s.agreement), DealFact::Step),
+        Body::Completion(s) => (Some(s.agreement), DealFact::Step),
+        Body::Acknowledgement(a) => (Some(a.agreement), DealFact::Acknowledgement { subject: a.subject }),
+        Body::Cancellation(c) => (Some(c.deal), DealFact::Cancellation { reason: c.reason }),
+        Body::Extension(e) => {
+            (Some(e.agreement), DealFact::Extension { counterparty: *e.counterparty.as_bytes(), new_due: e.new_due })
+        }
+        Body::Review(r) => (Some(r.agreement), DealFact::Review { subject: *r.subject.as_bytes() }),
+        Body::ReviewCommitment(c) => {
+            (Some(c.agreement), DealFact::Commitment { subject: *c.subject.as_bytes(), review: c.review })
+        }
+        _ => return None,
+    })
+}
 
 /// What a record's type adds to its metadata.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -175,6 +235,8 @@ pub(super) struct Mem {
     /// `(tag, key, created_at, slot)`, see `LINK_*`.
     links: BTreeSet<(u8, u32, Timestamp, u32)>,
     markers: HashMap<RecordId, Marker>,
+    /// The deal facts of deal records (see [`DealFact`]).
+    deal_facts: HashMap<RecordId, DealFact>,
     /// `(expiry, id)` of the markers that expire.
     marker_expiry: BTreeSet<(Timestamp, RecordId)>,
     total: u64,
@@ -242,6 +304,11 @@ impl Mem {
         self.deals.get(id)
     }
 
+    /// The deal id an interned deal number stands for.
+    pub fn deal_key(&self, k: u32) -> Option<RecordId> {
+        self.deals.key(k).copied()
+    }
+
     /// The current revision of a listing address.
     pub fn listing_head(&self, author: &[u8; 32], key: &ListingKey) -> Option<&Meta> {
         let p = self.person_of(author)?;
@@ -262,6 +329,11 @@ impl Mem {
 
     pub fn marker(&self, id: &RecordId) -> Option<Marker> {
         self.markers.get(id).copied()
+    }
+
+    /// The deal fact of a stored deal record.
+    pub fn deal_fact(&self, id: &RecordId) -> Option<DealFact> {
+        self.deal_facts.get(id).copied()
     }
 
     pub fn markers(&self) -> usize {
@@ -445,6 +517,9 @@ impl Mem {
         if let Some(c) = self.by_type.get_mut(meta.rtype.code() as usize) {
             *c += 1;
         }
+        if let Some((_, fact)) = deal_fact(body) {
+            self.deal_facts.insert(id, fact);
+        }
         self.by_id.insert(id, slot);
         self.slots[slot as usize] = Some(meta);
         self.next_seq = self.next_seq.max(seq.saturating_add(1));
@@ -457,6 +532,7 @@ impl Mem {
         let slot = self.by_id.remove(id)?;
         let meta = self.slots.get_mut(slot as usize)?.take()?;
         self.free_slots.push(slot);
+        self.deal_facts.remove(id);
         let (author, at) = (meta.author, meta.created_at);
         self.by_author.remove(&(author, at, slot));
         if meta.scope != NONE {
@@ -564,6 +640,7 @@ impl Mem {
             + set(self.by_expiry.len(), 16)
             + set(self.links.len(), 24)
             + map(self.markers.capacity(), 72)
+            + map(self.deal_facts.capacity(), 110)
             + set(self.marker_expiry.len(), 40)
             + self.persons.keys.capacity() * (33 + 4 + size_of::<Person>())
             + map(self.persons.ids.capacity(), 36)

@@ -49,6 +49,7 @@
 mod apply;
 mod error;
 mod keys;
+mod local;
 mod mem;
 mod prune;
 mod query;
@@ -67,6 +68,7 @@ use troc_protocol::{Body, Category, Kind, PublicKey, RecordId, RecordType, Signe
 
 use crate::search::{Document, Query, QueryError, SearchIndex, SearchResults};
 pub use error::{CorruptReason, DbError, StoreError};
+pub use local::{OutboxEntry, OutboxKind, OutboxLimits};
 use mem::Mem;
 
 /// The schema version this code writes. Bump it with a migration step in `migrate`.
@@ -165,7 +167,83 @@ pub enum StaleReason {
     /// A listing or vouch expired at `now`, or a withdrawal past its retention (it would be
     /// pruned at once and has nothing left to refuse).
     Expired,
+    /// A deal record naming an agreement (or proposal, or acknowledged step) this node does not
+    /// have: not stored and not the sender's fault; catch-up brings it again once the agreement is
+    /// here.
+    UnknownDeal,
+    /// A review (or review commitment) made before its deal ended: not stored yet (the record
+    /// that ends the deal may still be on its way).
+    DealNotEnded,
 }
+
+impl StaleReason {
+    /// A stable code for counters and answers.
+    pub fn code(self) -> &'static str {
+        match self {
+            StaleReason::Refused => "refused",
+            StaleReason::Withdrawn => "withdrawn",
+            StaleReason::OlderRevision => "older_revision",
+            StaleReason::AlreadyWithdrawn => "already_withdrawn",
+            StaleReason::Expired => "expired",
+            StaleReason::UnknownDeal => "unknown_deal",
+            StaleReason::DealNotEnded => "deal_not_ended",
+        }
+    }
+}
+
+/// Why the deal rules (`docs/protocol.md` section 14) refuse a record: each is a stable code,
+/// counted, and the sender's fault (a peer that has the agreement can check it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DealRefusal {
+    /// The author (or co-signer) is not a party of the deal the record names.
+    NotAParty,
+    /// A review or commitment whose subject is not the other party.
+    WrongSubject,
+    /// A second review (or commitment) by the same party for the same deal.
+    DuplicateReview,
+    /// A review that does not match its author's commitment for the deal.
+    CommitmentMismatch,
+    /// A review or commitment made more than 14 days after the deal ended.
+    ReviewWindowClosed,
+    /// A cancellation whose reason does not fit what it names (a proposal is declined or
+    /// withdrawn; an agreement cancelled, not shown up to, or disputed), or by the wrong party.
+    InvalidReason,
+    /// A record naming, as its deal or subject, a record of the wrong kind (an acknowledgement of
+    /// something that is not the other party's handover or return of the same deal).
+    WrongReference,
+    /// An extension of a deal without a due date, or to a date not after the start.
+    InvalidExtension,
+}
+
+impl DealRefusal {
+    pub const CODES: &'static [&'static str] = &[
+        "not_a_party",
+        "wrong_subject",
+        "duplicate_review",
+        "commitment_mismatch",
+        "review_window_closed",
+        "invalid_reason",
+        "wrong_reference",
+        "invalid_extension",
+    ];
+
+    /// The stable code.
+    pub fn code(self) -> &'static str {
+        match self {
+            DealRefusal::NotAParty => "not_a_party",
+            DealRefusal::WrongSubject => "wrong_subject",
+            DealRefusal::DuplicateReview => "duplicate_review",
+            DealRefusal::CommitmentMismatch => "commitment_mismatch",
+            DealRefusal::ReviewWindowClosed => "review_window_closed",
+            DealRefusal::InvalidReason => "invalid_reason",
+            DealRefusal::WrongReference => "wrong_reference",
+            DealRefusal::InvalidExtension => "invalid_extension",
+        }
+    }
+}
+
+/// How long after a deal ended its parties may review it (see `docs/protocol.md` section 14).
+pub const REVIEW_WINDOW_SECS: u64 = 14 * 24 * 3600;
 
 /// Why the store refuses a record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -174,6 +252,8 @@ pub enum RefuseReason {
     Quota(QuotaKind),
     /// A revocation of a stored record by someone else (valid records cannot do this).
     NotOwnRecord,
+    /// A deal rule.
+    Deal(DealRefusal),
 }
 
 /// Which quota refused a record.

@@ -565,15 +565,16 @@ fn deals_references_and_reviews() {
     let p = proposal(&b, &a, NOW);
     let ag = agreement(&a, &b, p.id(), NOW + 1);
     let h = handover(&a, ag.id(), NOW + 2);
-    let rv = review(&b, &a, ag.id(), NOW + 3);
+    // After the loan's due date: the deal has ended, so it may be reviewed.
+    let rv = review(&b, &a, ag.id(), NOW + 4 * DAY);
     let other = agreement(&c, &b, p.id(), NOW + 4);
     let cancel =
         signed(&a, NOW + 5, Cancellation { deal: p.id(), reason: CancelReason::Declined, note: String::new() });
     store.apply(&[p.clone(), ag.clone(), h.clone(), rv.clone(), other.clone(), cancel.clone()], NOW).unwrap();
 
     let deal_ids = |who: &Identity| store.deals_of(who.public()).unwrap().iter().map(|r| r.id()).collect::<Vec<_>>();
-    assert_eq!(deal_ids(&a), vec![p.id(), ag.id(), h.id(), rv.id(), cancel.id()]);
-    assert_eq!(deal_ids(&b), vec![p.id(), ag.id(), h.id(), rv.id(), other.id(), cancel.id()]);
+    assert_eq!(deal_ids(&a), vec![p.id(), ag.id(), h.id(), cancel.id(), rv.id()]);
+    assert_eq!(deal_ids(&b), vec![p.id(), ag.id(), h.id(), other.id(), cancel.id(), rv.id()]);
     assert_eq!(deal_ids(&c), vec![other.id()]);
     let refs: Vec<_> = store.records_referencing(&ag.id()).unwrap().iter().map(|r| r.id()).collect();
     assert_eq!(refs, vec![h.id(), rv.id()]);
@@ -1080,4 +1081,275 @@ fn throughput_of_listing_batches() {
     let start = std::time::Instant::now();
     let n = store.sync_items(&Scope::Community("north".into()), NOW).unwrap().len();
     println!("sync_items over {n} records: {:?}", start.elapsed());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Deal rules (docs/protocol.md section 14)
+
+fn deal_refused(r: DealRefusal) -> Outcome {
+    Outcome::Refused(RefuseReason::Deal(r))
+}
+
+fn completion(who: &Identity, agreement: RecordId, created_at: u64) -> SignedRecord {
+    signed(who, created_at, Completion { agreement, note: String::new() })
+}
+
+fn commitment(who: &Identity, subject: &Identity, agreement: RecordId, review: RecordId, at: u64) -> SignedRecord {
+    signed(who, at, ReviewCommitment { agreement, subject: *subject.public(), review })
+}
+
+/// Alice lends to Bob: Bob's proposal, the co-signed agreement, stored.
+fn a_loan(store: &Store) -> (SignedRecord, SignedRecord) {
+    let p = proposal(&bob(), &alice(), NOW);
+    let ag = agreement(&alice(), &bob(), p.id(), NOW + 1);
+    let out = store.apply(&[p.clone(), ag.clone()], NOW).unwrap();
+    assert!(out.iter().all(Outcome::is_stored), "{out:?}");
+    (p, ag)
+}
+
+#[test]
+fn a_deal_record_naming_an_unknown_agreement_waits_and_is_not_stored() {
+    let (_d, store) = fresh();
+    let missing = RecordId([9; 32]);
+    for r in [
+        handover(&alice(), missing, NOW),
+        review(&bob(), &alice(), missing, NOW),
+        commitment(&bob(), &alice(), missing, RecordId([8; 32]), NOW),
+        signed(&alice(), NOW, Cancellation { deal: missing, reason: CancelReason::Cancelled, note: String::new() }),
+    ] {
+        assert_eq!(apply1(&store, &r), Outcome::Stale(StaleReason::UnknownDeal));
+        assert!(!store.contains(&r.id()).unwrap());
+    }
+}
+
+#[test]
+fn an_agreement_is_applied_before_the_records_of_its_batch_that_name_it() {
+    let (_d, store) = fresh();
+    let p = proposal(&bob(), &alice(), NOW);
+    let ag = agreement(&alice(), &bob(), p.id(), NOW + 1);
+    let h = handover(&alice(), ag.id(), NOW + 2);
+    let out = store.apply(&[h.clone(), ag.clone(), p.clone()], NOW).unwrap();
+    assert_eq!(
+        out,
+        vec![stored(&h, Some(Scope::Global), None), stored(&ag, Some(Scope::Global), None), stored(&p, None, None)]
+    );
+}
+
+#[test]
+fn steps_and_reviews_by_someone_else_than_a_party_are_refused() {
+    let (_d, store) = fresh();
+    let (_, ag) = a_loan(&store);
+    assert_eq!(apply1(&store, &handover(&mallory(), ag.id(), NOW + 2)), deal_refused(DealRefusal::NotAParty));
+    let end = NOW + 3 * DAY + 1;
+    assert_eq!(apply1(&store, &review(&mallory(), &alice(), ag.id(), end)), deal_refused(DealRefusal::NotAParty));
+    assert_eq!(
+        apply1(&store, &commitment(&mallory(), &bob(), ag.id(), RecordId([1; 32]), end)),
+        deal_refused(DealRefusal::NotAParty)
+    );
+    // A party reviewing someone else than the other party.
+    assert_eq!(apply1(&store, &review(&bob(), &mallory(), ag.id(), end)), deal_refused(DealRefusal::WrongSubject));
+    let ext = PartiallySigned::sign(
+        &mallory(),
+        NOW + 2,
+        Extension { agreement: ag.id(), counterparty: *bob().public(), new_due: NOW + 9 * DAY },
+    )
+    .unwrap()
+    .countersign(&bob())
+    .unwrap()
+    .into_any();
+    assert_eq!(apply1(&store, &ext), deal_refused(DealRefusal::NotAParty));
+}
+
+#[test]
+fn one_review_per_party_per_deal_and_only_in_its_window() {
+    let (_d, store) = fresh();
+    let (_, ag) = a_loan(&store);
+    // Before the deal ended: kept back, not refused (the completion may be on its way).
+    assert_eq!(apply1(&store, &review(&bob(), &alice(), ag.id(), NOW + 2)), Outcome::Stale(StaleReason::DealNotEnded));
+    let done = completion(&alice(), ag.id(), NOW + 10);
+    assert!(apply1(&store, &done).is_stored());
+    let first = review(&bob(), &alice(), ag.id(), NOW + 11);
+    assert!(apply1(&store, &first).is_stored());
+    assert_eq!(
+        apply1(&store, &review(&bob(), &alice(), ag.id(), NOW + 12)),
+        deal_refused(DealRefusal::DuplicateReview)
+    );
+    // Alice, 14 days after the completion and one second more: too late.
+    let late = NOW + 10 + REVIEW_WINDOW_SECS + 1;
+    assert_eq!(apply1(&store, &review(&alice(), &bob(), ag.id(), late)), deal_refused(DealRefusal::ReviewWindowClosed));
+    assert!(apply1(&store, &review(&alice(), &bob(), ag.id(), late - 1)).is_stored());
+}
+
+#[test]
+fn a_late_review_of_a_deal_without_a_completion_is_kept_back_not_refused() {
+    let (_d, store) = fresh();
+    let (_, ag) = a_loan(&store);
+    // Due at NOW + 1 + 3 days; no completion known: a late one could still move the window.
+    let late = NOW + 1 + 3 * DAY + REVIEW_WINDOW_SECS + 1;
+    assert_eq!(apply1(&store, &review(&bob(), &alice(), ag.id(), late)), Outcome::Stale(StaleReason::DealNotEnded));
+}
+
+#[test]
+fn a_reveal_must_match_its_commitment() {
+    let (_d, store) = fresh();
+    let (_, ag) = a_loan(&store);
+    assert!(apply1(&store, &completion(&bob(), ag.id(), NOW + 5)).is_stored());
+    let hidden = review(&bob(), &alice(), ag.id(), NOW + 6);
+    let c = commitment(&bob(), &alice(), ag.id(), hidden.id(), NOW + 6);
+    assert!(apply1(&store, &c).is_stored());
+    // A second commitment by the same party.
+    assert_eq!(
+        apply1(&store, &commitment(&bob(), &alice(), ag.id(), RecordId([3; 32]), NOW + 7)),
+        deal_refused(DealRefusal::DuplicateReview)
+    );
+    // A different review than the one committed to.
+    let other = review(&bob(), &alice(), ag.id(), NOW + 7);
+    assert_eq!(apply1(&store, &other), deal_refused(DealRefusal::CommitmentMismatch));
+    assert!(apply1(&store, &hidden).is_stored(), "the committed review reveals it");
+}
+
+#[test]
+fn a_reveal_that_arrives_before_its_commitment_is_kept_and_the_commitment_after_it() {
+    let (_d, store) = fresh();
+    let (_, ag) = a_loan(&store);
+    assert!(apply1(&store, &completion(&bob(), ag.id(), NOW + 5)).is_stored());
+    let hidden = review(&bob(), &alice(), ag.id(), NOW + 6);
+    assert!(apply1(&store, &hidden).is_stored());
+    assert!(apply1(&store, &commitment(&bob(), &alice(), ag.id(), hidden.id(), NOW + 6)).is_stored());
+}
+
+#[test]
+fn a_no_show_can_be_reviewed() {
+    let (_d, store) = fresh();
+    let (_, ag) = a_loan(&store);
+    let no_show =
+        signed(&alice(), NOW + 2, Cancellation { deal: ag.id(), reason: CancelReason::NoShow, note: String::new() });
+    assert!(apply1(&store, &no_show).is_stored());
+    assert!(apply1(&store, &review(&alice(), &bob(), ag.id(), NOW + 3)).is_stored());
+}
+
+#[test]
+fn cancellations_fit_what_they_name() {
+    let (_d, store) = fresh();
+    let (p, ag) = a_loan(&store);
+    let cancel = |who: &Identity, deal: RecordId, reason| {
+        signed(who, NOW + 2, Cancellation { deal, reason, note: String::new() })
+    };
+    // Bob proposed: Bob withdraws, Alice declines, never the other way round.
+    assert_eq!(
+        apply1(&store, &cancel(&alice(), p.id(), CancelReason::Withdrawn)),
+        deal_refused(DealRefusal::InvalidReason)
+    );
+    assert_eq!(
+        apply1(&store, &cancel(&bob(), p.id(), CancelReason::Declined)),
+        deal_refused(DealRefusal::InvalidReason)
+    );
+    assert_eq!(
+        apply1(&store, &cancel(&mallory(), p.id(), CancelReason::Declined)),
+        deal_refused(DealRefusal::NotAParty)
+    );
+    assert_eq!(
+        apply1(&store, &cancel(&alice(), ag.id(), CancelReason::Declined)),
+        deal_refused(DealRefusal::InvalidReason)
+    );
+    let declined = cancel(&alice(), p.id(), CancelReason::Declined);
+    assert_eq!(apply1(&store, &declined), stored(&declined, None, None), "a declined proposal stays private");
+    assert!(apply1(&store, &cancel(&bob(), ag.id(), CancelReason::Dispute)).is_stored());
+}
+
+#[test]
+fn acknowledgements_name_the_other_partys_step() {
+    let (_d, store) = fresh();
+    let (_, ag) = a_loan(&store);
+    let h = handover(&alice(), ag.id(), NOW + 2);
+    assert!(apply1(&store, &h).is_stored());
+    let ack = |who: &Identity, subject| {
+        signed(
+            who,
+            NOW + 3,
+            Acknowledgement { agreement: ag.id(), subject, condition: Condition::AsExpected, note: String::new() },
+        )
+    };
+    assert_eq!(apply1(&store, &ack(&alice(), h.id())), deal_refused(DealRefusal::WrongReference));
+    assert_eq!(apply1(&store, &ack(&bob(), RecordId([5; 32]))), Outcome::Stale(StaleReason::UnknownDeal));
+    assert!(apply1(&store, &ack(&bob(), h.id())).is_stored());
+}
+
+#[test]
+fn an_agreement_with_a_forged_countersignature_is_refused() {
+    let p = proposal(&bob(), &alice(), NOW);
+    let body = Agreement {
+        counterparty: *bob().public(),
+        proposal: p.id(),
+        listing_author: *alice().public(),
+        listing_key: ListingKey([1; 16]),
+        kind: Kind::Lend,
+        start: NOW + DAY,
+        due: Some(NOW + 3 * DAY),
+    };
+    let partial = PartiallySigned::sign(&alice(), NOW, body).unwrap();
+    // A counter-signature that is not Bob's: Mallory's over the same content, or garbage.
+    let content = partial.to_bytes()[..partial.to_bytes().len() - 64].to_vec();
+    let mallory_sig = {
+        use ed25519_dalek::Signer;
+        ed25519_dalek::SigningKey::from_bytes(&mallory().seed())
+            .sign(&signed_message(RecordType::Agreement, &content))
+            .to_bytes()
+    };
+    let mut forged = partial.to_bytes();
+    forged.extend_from_slice(&mallory_sig);
+    assert_eq!(SignedRecord::from_bytes(&forged, NOW).unwrap_err().code(), "bad_signature");
+    let mut bytes = partial.to_bytes();
+    bytes.extend_from_slice(&[7u8; 64]);
+    assert_eq!(SignedRecord::from_bytes(&bytes, NOW).unwrap_err().code(), "bad_signature");
+    assert!(matches!(partial.add_countersignature(&[7u8; 64]), Err(RecordError::BadSignature { index: 1 })));
+}
+
+#[test]
+fn extensions_need_a_due_date() {
+    let (_d, store) = fresh();
+    let (_, ag) = a_loan(&store);
+    let ext = |new_due| {
+        PartiallySigned::sign(
+            &bob(),
+            NOW + 2,
+            Extension { agreement: ag.id(), counterparty: *alice().public(), new_due },
+        )
+        .unwrap()
+        .countersign(&alice())
+        .unwrap()
+        .into_any()
+    };
+    assert_eq!(apply1(&store, &ext(NOW)), deal_refused(DealRefusal::InvalidExtension));
+    assert!(apply1(&store, &ext(NOW + 9 * DAY)).is_stored());
+}
+
+#[test]
+fn the_local_tree_bounds_the_outbox_and_remembers_blocks() {
+    let (_d, store) = fresh();
+    let limits = OutboxLimits { per_peer: 2, total: 3, ttl_secs: 10 };
+    let (b, m) = (*bob().public(), *mallory().public());
+    store.outbox_push(&b, OutboxKind::Record, b"one", NOW, limits).unwrap();
+    store.outbox_push(&b, OutboxKind::Cosign, b"two", NOW, limits).unwrap();
+    assert!(matches!(store.outbox_push(&b, OutboxKind::Record, b"three", NOW, limits), Err(StoreError::OutboxFull)));
+    let third = store.outbox_push(&m, OutboxKind::Record, b"x", NOW, limits).unwrap();
+    assert!(matches!(store.outbox_push(&m, OutboxKind::Record, b"y", NOW, limits), Err(StoreError::OutboxFull)));
+    let all = store.outbox().unwrap();
+    assert_eq!(all.len(), 3);
+    assert_eq!(third.expires_at, NOW + 10);
+    let first = all.iter().find(|e| e.bytes == b"one").unwrap();
+    assert!(all.iter().any(|e| e.bytes == b"two" && e.kind == OutboxKind::Cosign && e.seq > first.seq));
+    store.outbox_remove(&b, first.seq).unwrap();
+    assert_eq!(store.outbox().unwrap().len(), 2);
+
+    assert!(store.block(&m).unwrap());
+    assert!(!store.block(&m).unwrap());
+    assert!(store.is_blocked(&m).unwrap());
+    assert_eq!(store.blocked().unwrap(), vec![m]);
+    assert!(store.unblock(&m).unwrap());
+    assert!(!store.is_blocked(&m).unwrap());
+    let deal = RecordId([4; 32]);
+    assert!(store.reminder_once(&deal, 1).unwrap());
+    assert!(!store.reminder_once(&deal, 1).unwrap());
+    assert!(store.reminder_once(&deal, 2).unwrap());
 }

@@ -1,0 +1,546 @@
+//! A deal's state, derived purely from its records (and `now`, for reminders): which negotiation
+//! a record belongs to, where the deal stands, its due date with extensions, when it ended, and
+//! whose move it is. No I/O: the deal service and the API hand it the records.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+use troc_protocol::{
+    Agreement, Body, CancelReason, Kind, ListingKey, Proposal, PublicKey, RecordId, RecordType, Signed, SignedRecord,
+    Timestamp,
+};
+
+use crate::store::REVIEW_WINDOW_SECS;
+
+/// Where a deal stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DealStatus {
+    Proposed,
+    Countered,
+    Declined,
+    Withdrawn,
+    Agreed,
+    HandedOver,
+    /// The handover was acknowledged.
+    Acknowledged,
+    Returned,
+    Completed,
+    Cancelled,
+    NoShow,
+    Disputed,
+}
+
+impl DealStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DealStatus::Proposed => "proposed",
+            DealStatus::Countered => "countered",
+            DealStatus::Declined => "declined",
+            DealStatus::Withdrawn => "withdrawn",
+            DealStatus::Agreed => "agreed",
+            DealStatus::HandedOver => "handed_over",
+            DealStatus::Acknowledged => "acknowledged",
+            DealStatus::Returned => "returned",
+            DealStatus::Completed => "completed",
+            DealStatus::Cancelled => "cancelled",
+            DealStatus::NoShow => "no_show",
+            DealStatus::Disputed => "disputed",
+        }
+    }
+
+    /// Whether nothing more happens in the deal (but reviews).
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            DealStatus::Declined
+                | DealStatus::Withdrawn
+                | DealStatus::Completed
+                | DealStatus::Cancelled
+                | DealStatus::NoShow
+                | DealStatus::Disputed
+        )
+    }
+}
+
+/// The records of one deal: its proposals (a negotiation, oldest first), its agreement, and every
+/// record naming one of them.
+#[derive(Debug, Clone, Default)]
+pub struct DealRecords {
+    pub proposals: Vec<Signed<Proposal>>,
+    pub agreement: Option<Signed<Agreement>>,
+    pub others: Vec<SignedRecord>,
+}
+
+impl DealRecords {
+    /// The deal's id: its agreement's, or its latest proposal's.
+    pub fn id(&self) -> Option<RecordId> {
+        self.agreement.as_ref().map(|a| a.id()).or_else(|| self.proposals.last().map(|p| p.id()))
+    }
+
+    /// Whether `id` is the id of one of its proposals, its agreement, or a record of it.
+    pub fn contains(&self, id: &RecordId) -> bool {
+        self.proposals.iter().any(|p| p.id() == *id)
+            || self.agreement.as_ref().is_some_and(|a| a.id() == *id)
+            || self.others.iter().any(|r| r.id() == *id)
+    }
+}
+
+/// Groups records into deals: proposals linked by `supersedes` form one negotiation, an agreement
+/// joins the negotiation of its proposal, every other deal record the deal it names. Records
+/// naming a deal that is not among `records` are left out.
+pub fn group(records: Vec<SignedRecord>) -> Vec<DealRecords> {
+    let mut proposals: HashMap<RecordId, Signed<Proposal>> = HashMap::new();
+    let mut agreements = Vec::new();
+    let mut others = Vec::new();
+    for r in records {
+        match r.downcast::<Proposal>() {
+            Ok(p) => {
+                proposals.insert(p.id(), p);
+            }
+            Err(r) => match r.downcast::<Agreement>() {
+                Ok(a) => agreements.push(a),
+                Err(r) => others.push(r),
+            },
+        }
+    }
+    let root = |mut id: RecordId| {
+        // Bounded: a chain cannot be longer than the proposals there are.
+        for _ in 0..=proposals.len() {
+            match proposals.get(&id).and_then(|p| p.body().supersedes) {
+                Some(prev) if proposals.contains_key(&prev) => id = prev,
+                _ => break,
+            }
+        }
+        id
+    };
+    let mut groups: HashMap<RecordId, DealRecords> = HashMap::new();
+    let mut member: HashMap<RecordId, RecordId> = HashMap::new();
+    for (id, p) in &proposals {
+        let r = root(*id);
+        member.insert(*id, r);
+        groups.entry(r).or_default().proposals.push(p.clone());
+    }
+    agreements.sort_by_key(|a| (a.created_at(), a.id()));
+    for a in agreements {
+        let r = if proposals.contains_key(&a.body().proposal) { root(a.body().proposal) } else { a.id() };
+        let g = groups.entry(r).or_default();
+        if g.agreement.is_none() {
+            member.insert(a.id(), r);
+            g.agreement = Some(a);
+        }
+    }
+    others.sort_by_key(|r| (r.created_at(), r.id()));
+    for r in others {
+        let Some(deal) = deal_of(r.body()) else { continue };
+        if let Some(g) = member.get(&deal).and_then(|root| groups.get_mut(root)) {
+            g.others.push(r);
+        }
+    }
+    let mut out: Vec<DealRecords> = groups.into_values().collect();
+    for g in &mut out {
+        g.proposals.sort_by_key(|p| (p.created_at(), p.id()));
+    }
+    out.sort_by_key(|g| std::cmp::Reverse(latest(g)));
+    out
+}
+
+fn latest(g: &DealRecords) -> Timestamp {
+    let p = g.proposals.iter().map(|p| p.created_at()).max().unwrap_or(0);
+    let a = g.agreement.as_ref().map_or(0, |a| a.created_at());
+    let o = g.others.iter().map(|r| r.created_at()).max().unwrap_or(0);
+    p.max(a).max(o)
+}
+
+/// The deal (proposal or agreement) a deal record names.
+pub fn deal_of(body: &Body) -> Option<RecordId> {
+    Some(match body {
+        Body::Handover(s) => s.agreement,
+        Body::Return(s) => s.agreement,
+        Body::Completion(s) => s.agreement,
+        Body::Acknowledgement(a) => a.agreement,
+        Body::Cancellation(c) => c.deal,
+        Body::Extension(e) => e.agreement,
+        Body::Review(r) => r.agreement,
+        Body::ReviewCommitment(c) => c.agreement,
+        _ => return None,
+    })
+}
+
+/// One review of a deal as the API shows it: a hidden one (a commitment not revealed yet) shows no
+/// content.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReviewView {
+    pub author: PublicKey,
+    pub subject: PublicKey,
+    /// `hidden` (committed, not revealed), `revealed`, or `open` (published without a commitment).
+    pub state: &'static str,
+    pub commitment: Option<RecordId>,
+    pub review: Option<RecordId>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rating: Option<troc_protocol::Rating>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+}
+
+/// A deal as one party (or anyone) sees it.
+#[derive(Debug, Clone, Serialize)]
+pub struct DealView {
+    /// The agreement's id, or the latest proposal's.
+    pub id: RecordId,
+    pub status: DealStatus,
+    pub kind: Kind,
+    pub listing_author: PublicKey,
+    pub listing_key: ListingKey,
+    /// Who proposed first, and to whom.
+    pub proposer: PublicKey,
+    pub receiver: PublicKey,
+    /// The latest proposal (absent for a deal seen only through its public records).
+    pub proposal: Option<RecordId>,
+    pub agreement: Option<RecordId>,
+    pub start: Timestamp,
+    /// The due date, with extensions.
+    pub due: Option<Timestamp>,
+    /// Who hands the thing over (the listing's author, or the other party for a want).
+    pub giver: PublicKey,
+    /// The person whose move it is, and what the move is.
+    pub waiting_for: Option<PublicKey>,
+    pub next_step: Option<&'static str>,
+    /// The handover and return records not acknowledged yet.
+    pub unacknowledged: Vec<RecordId>,
+    /// When the deal ended (see `docs/protocol.md` section 14), once it has.
+    pub ended_at: Option<Timestamp>,
+    /// Reviews are accepted until this time.
+    pub review_until: Option<Timestamp>,
+    pub reviews: Vec<ReviewView>,
+    /// Every record of the deal, by id and type, oldest first.
+    pub records: Vec<(RecordId, RecordType, PublicKey, Timestamp)>,
+}
+
+/// When a deal ended, as the store's rules define it: its first completion or cancellation; without
+/// one, its due date (with extensions) or, for a deal without one, its start. `None` before that.
+pub fn ended_at(agreement: &Signed<Agreement>, others: &[SignedRecord]) -> Timestamp {
+    let terminal = others
+        .iter()
+        .filter(|r| match r.body() {
+            Body::Completion(c) => c.agreement == agreement.id(),
+            Body::Cancellation(c) => {
+                c.deal == agreement.id() && !matches!(c.reason, CancelReason::Declined | CancelReason::Withdrawn)
+            }
+            _ => false,
+        })
+        .map(|r| r.created_at())
+        .min();
+    terminal.unwrap_or_else(|| due_of(agreement, others).unwrap_or(agreement.body().start))
+}
+
+/// The due date with extensions.
+pub fn due_of(agreement: &Signed<Agreement>, others: &[SignedRecord]) -> Option<Timestamp> {
+    let due = agreement.body().due?;
+    let ext = others
+        .iter()
+        .filter_map(|r| match r.body() {
+            Body::Extension(e) if e.agreement == agreement.id() => Some(e.new_due),
+            _ => None,
+        })
+        .max();
+    Some(ext.map_or(due, |e| e.max(due)))
+}
+
+/// Derives a deal's state. `None` if `records` holds neither a proposal nor an agreement.
+pub fn derive(records: &DealRecords, now: Timestamp) -> Option<DealView> {
+    let first = records.proposals.first();
+    let last = records.proposals.last();
+    let (kind, listing_author, listing_key, start, proposer, receiver) = match (&records.agreement, first) {
+        (_, Some(p)) => {
+            let b = last.map_or(p.body(), |l| l.body());
+            (b.kind, b.listing_author, b.listing_key, b.start, *p.author(), p.body().counterparty)
+        }
+        (Some(a), None) => {
+            let b = a.body();
+            (b.kind, b.listing_author, b.listing_key, b.start, b.counterparty, *a.author())
+        }
+        (None, None) => return None,
+    };
+    let (kind, listing_author, listing_key, start) = match &records.agreement {
+        Some(a) => (a.body().kind, a.body().listing_author, a.body().listing_key, a.body().start),
+        None => (kind, listing_author, listing_key, start),
+    };
+    let other_of = |who: &PublicKey| if *who == proposer { receiver } else { proposer };
+    let giver = if kind == Kind::Want { other_of(&listing_author) } else { listing_author };
+    let taker = other_of(&giver);
+    let id = records.id()?;
+
+    let mut view = DealView {
+        id,
+        status: DealStatus::Proposed,
+        kind,
+        listing_author,
+        listing_key,
+        proposer,
+        receiver,
+        proposal: last.map(|p| p.id()),
+        agreement: records.agreement.as_ref().map(|a| a.id()),
+        start,
+        due: last.and_then(|p| p.body().end),
+        giver,
+        waiting_for: None,
+        next_step: None,
+        unacknowledged: Vec::new(),
+        ended_at: None,
+        review_until: None,
+        reviews: Vec::new(),
+        records: records
+            .proposals
+            .iter()
+            .map(|p| (p.id(), RecordType::Proposal, *p.author(), p.created_at()))
+            .chain(records.agreement.iter().map(|a| (a.id(), RecordType::Agreement, *a.author(), a.created_at())))
+            .chain(records.others.iter().map(|r| (r.id(), r.record_type(), *r.author(), r.created_at())))
+            .collect(),
+    };
+    view.records.sort_by_key(|r| (r.3, r.0));
+
+    let Some(agreement) = &records.agreement else {
+        // Negotiating.
+        let Some(last) = last else { return Some(view) };
+        let cancelled = records.others.iter().find_map(|r| match r.body() {
+            Body::Cancellation(c) if c.deal == last.id() => Some(c.reason),
+            _ => None,
+        });
+        view.status = match cancelled {
+            Some(CancelReason::Declined) => DealStatus::Declined,
+            Some(CancelReason::Withdrawn) => DealStatus::Withdrawn,
+            _ if records.proposals.len() > 1 => DealStatus::Countered,
+            _ => DealStatus::Proposed,
+        };
+        if !view.status.is_final() {
+            view.waiting_for = Some(last.body().counterparty);
+            view.next_step = Some("accept");
+        }
+        return Some(view);
+    };
+
+    let aid = agreement.id();
+    view.due = due_of(agreement, &records.others);
+    let mut handed = false;
+    let mut returned = false;
+    let mut acked: Vec<RecordId> = Vec::new();
+    let mut steps: Vec<RecordId> = Vec::new();
+    let mut status = DealStatus::Agreed;
+    let mut terminal: Option<DealStatus> = None;
+    for r in &records.others {
+        match r.body() {
+            Body::Handover(_) => {
+                handed = true;
+                steps.push(r.id());
+            }
+            Body::Return(_) => {
+                returned = true;
+                steps.push(r.id());
+            }
+            Body::Acknowledgement(a) => acked.push(a.subject),
+            Body::Completion(_) if terminal.is_none() => terminal = Some(DealStatus::Completed),
+            Body::Cancellation(c) if c.deal == aid && terminal.is_none() => {
+                terminal = Some(match c.reason {
+                    CancelReason::NoShow => DealStatus::NoShow,
+                    CancelReason::Dispute => DealStatus::Disputed,
+                    _ => DealStatus::Cancelled,
+                })
+            }
+            _ => {}
+        }
+    }
+    view.unacknowledged = steps.iter().filter(|s| !acked.contains(s)).copied().collect();
+    if handed {
+        status = DealStatus::HandedOver;
+        if view.unacknowledged.is_empty() {
+            status = DealStatus::Acknowledged;
+        }
+    }
+    if returned {
+        status = DealStatus::Returned;
+    }
+    let lends = matches!(kind, Kind::Lend | Kind::Share);
+    let (who, what) = match (status, view.unacknowledged.is_empty()) {
+        (DealStatus::Agreed, _) => (Some(giver), "handover"),
+        (DealStatus::HandedOver, _) => (Some(taker), "acknowledge"),
+        (DealStatus::Acknowledged, _) if lends => (Some(taker), "return"),
+        (DealStatus::Acknowledged, _) => (None, "complete"),
+        (DealStatus::Returned, false) => (Some(giver), "acknowledge"),
+        _ => (None, "complete"),
+    };
+    view.status = terminal.unwrap_or(status);
+    if !view.status.is_final() {
+        view.waiting_for = who;
+        view.next_step = Some(what);
+    }
+
+    let ended = ended_at(agreement, &records.others);
+    if terminal.is_some() || ended <= now {
+        view.ended_at = Some(ended);
+        view.review_until = Some(ended.saturating_add(REVIEW_WINDOW_SECS));
+    }
+
+    // Reviews: commitments, then the reviews that reveal them or stand on their own.
+    for r in &records.others {
+        if let Body::ReviewCommitment(c) = r.body() {
+            view.reviews.push(ReviewView {
+                author: *r.author(),
+                subject: c.subject,
+                state: "hidden",
+                commitment: Some(r.id()),
+                review: None,
+                rating: None,
+                text: None,
+            });
+        }
+    }
+    for r in &records.others {
+        if let Body::Review(v) = r.body() {
+            let slot = view.reviews.iter_mut().find(|x| x.author == *r.author() && x.review.is_none());
+            let (state, commitment) = match slot {
+                Some(x) => {
+                    x.state = "revealed";
+                    x.review = Some(r.id());
+                    x.rating = Some(v.rating);
+                    x.text = Some(v.text.clone());
+                    continue;
+                }
+                None => ("open", None),
+            };
+            view.reviews.push(ReviewView {
+                author: *r.author(),
+                subject: v.subject,
+                state,
+                commitment,
+                review: Some(r.id()),
+                rating: Some(v.rating),
+                text: Some(v.text.clone()),
+            });
+        }
+    }
+    Some(view)
+}
+
+#[cfg(test)]
+mod tests {
+    use troc_protocol::{
+        Acknowledgement, Cancellation, Completion, Condition, Handover, Identity, ListingKey, PartiallySigned, Return,
+    };
+
+    use super::*;
+
+    const T: u64 = 1_700_000_000;
+    const DAY: u64 = 86_400;
+
+    fn any<B: troc_protocol::RecordBody>(who: &Identity, at: u64, body: B) -> SignedRecord {
+        Signed::sign(who, at, body).expect("valid").into_any()
+    }
+
+    /// Bob proposes to borrow Alice's drill; Alice accepts.
+    fn loan() -> (Identity, Identity, Signed<Proposal>, SignedRecord) {
+        let (alice, bob) = (Identity::from_seed(&[1; 32]), Identity::from_seed(&[2; 32]));
+        let p = Signed::sign(
+            &bob,
+            T,
+            Proposal {
+                counterparty: *alice.public(),
+                listing_author: *alice.public(),
+                listing_key: ListingKey([1; 16]),
+                listing_revision: 1,
+                kind: Kind::Lend,
+                start: T,
+                end: Some(T + 3 * DAY),
+                message: String::new(),
+                in_return: String::new(),
+                supersedes: None,
+            },
+        )
+        .expect("valid");
+        let a = Agreement {
+            counterparty: *bob.public(),
+            proposal: p.id(),
+            listing_author: *alice.public(),
+            listing_key: ListingKey([1; 16]),
+            kind: Kind::Lend,
+            start: T,
+            due: Some(T + 3 * DAY),
+        };
+        let ag = PartiallySigned::sign(&alice, T + 1, a).unwrap().countersign(&bob).unwrap().into_any();
+        (alice, bob, p, ag)
+    }
+
+    fn status(records: Vec<SignedRecord>, now: u64) -> DealView {
+        let groups = group(records);
+        assert_eq!(groups.len(), 1);
+        derive(&groups[0], now).expect("a deal")
+    }
+
+    #[test]
+    fn a_loan_goes_through_its_states_and_says_whose_move_it_is() {
+        let (alice, bob, p, ag) = loan();
+        let mut recs = vec![p.clone().into_any()];
+        let v = status(recs.clone(), T);
+        assert_eq!(
+            (v.status, v.waiting_for, v.next_step),
+            (DealStatus::Proposed, Some(*alice.public()), Some("accept"))
+        );
+        recs.push(ag.clone());
+        let v = status(recs.clone(), T + 2);
+        assert_eq!(
+            (v.status, v.waiting_for, v.next_step),
+            (DealStatus::Agreed, Some(*alice.public()), Some("handover"))
+        );
+        let h = any(&alice, T + 3, Handover { agreement: ag.id(), note: String::new() });
+        recs.push(h.clone());
+        let v = status(recs.clone(), T + 3);
+        assert_eq!((v.status, v.waiting_for), (DealStatus::HandedOver, Some(*bob.public())));
+        let ack = |who: &Identity, subject: RecordId, at| {
+            any(
+                who,
+                at,
+                Acknowledgement { agreement: ag.id(), subject, condition: Condition::AsExpected, note: String::new() },
+            )
+        };
+        recs.push(ack(&bob, h.id(), T + 4));
+        let v = status(recs.clone(), T + 4);
+        assert_eq!((v.status, v.next_step), (DealStatus::Acknowledged, Some("return")));
+        let r = any(&bob, T + 5, Return { agreement: ag.id(), note: String::new() });
+        recs.push(r.clone());
+        assert_eq!(status(recs.clone(), T + 5).waiting_for, Some(*alice.public()));
+        recs.push(ack(&alice, r.id(), T + 6));
+        recs.push(any(&alice, T + 7, Completion { agreement: ag.id(), note: String::new() }));
+        let v = status(recs, T + 8);
+        assert_eq!((v.status, v.waiting_for, v.ended_at), (DealStatus::Completed, None, Some(T + 7)));
+        assert_eq!(v.review_until, Some(T + 7 + REVIEW_WINDOW_SECS));
+    }
+
+    #[test]
+    fn counters_declines_and_no_shows() {
+        let (alice, bob, p, ag) = loan();
+        let counter = Signed::sign(
+            &alice,
+            T + 1,
+            Proposal { counterparty: *bob.public(), supersedes: Some(p.id()), ..p.body().clone() },
+        )
+        .unwrap();
+        let v = status(vec![p.clone().into_any(), counter.clone().into_any()], T + 1);
+        assert_eq!((v.status, v.id, v.waiting_for), (DealStatus::Countered, counter.id(), Some(*bob.public())));
+        let declined =
+            any(&bob, T + 2, Cancellation { deal: counter.id(), reason: CancelReason::Declined, note: String::new() });
+        let v = status(vec![p.clone().into_any(), counter.into_any(), declined], T + 2);
+        assert_eq!((v.status, v.waiting_for), (DealStatus::Declined, None));
+        let no_show =
+            any(&alice, T + 9, Cancellation { deal: ag.id(), reason: CancelReason::NoShow, note: String::new() });
+        let v = status(vec![p.into_any(), ag, no_show], T + 9);
+        assert_eq!((v.status, v.ended_at), (DealStatus::NoShow, Some(T + 9)));
+    }
+
+    #[test]
+    fn reminders_before_the_due_date_and_after() {
+        use crate::deals::service::reminder_of;
+        assert_eq!(reminder_of(T + 2 * DAY, T), None);
+        assert_eq!(reminder_of(T + DAY, T), Some("due_soon"));
+        assert_eq!(reminder_of(T, T), Some("overdue"));
+    }
+}
