@@ -260,6 +260,44 @@ impl Writer {
     }
 }
 
+/// Batches smaller than this are verified on one thread (a second one costs more than it saves).
+const SPLIT_VERIFY_MIN: usize = 64;
+
+/// `verify_batch` of a batch, in two halves on two threads when the machine has the cores: on two
+/// cores the writer leaves part of a core idle while this stage is busy (measured: verification
+/// ~26 µs a record, the writer ~21), and the second half fills it. Results keep the input's order.
+fn verify_split(
+    unverified: Vec<troc_protocol::Unverified>,
+) -> Vec<Result<troc_protocol::SignedRecord, troc_protocol::RecordError>> {
+    static CORES: std::sync::LazyLock<usize> =
+        std::sync::LazyLock::new(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    if unverified.len() < SPLIT_VERIFY_MIN || *CORES < 2 {
+        return troc_protocol::verify_batch(unverified);
+    }
+    let mut first = unverified;
+    // Shared so that, if no thread can be spawned, this one still has the second half.
+    let second = std::sync::Mutex::new(Some(first.split_off(first.len() / 2)));
+    let take = || second.lock().unwrap_or_else(|e| e.into_inner()).take().unwrap_or_default();
+    std::thread::scope(|s| {
+        let other = std::thread::Builder::new().name("troc-verify-2".into()).spawn_scoped(s, || {
+            let half = take();
+            troc_protocol::verify_batch(half)
+        });
+        let mut out = troc_protocol::verify_batch(first);
+        match other {
+            Ok(handle) => match handle.join() {
+                Ok(rest) => out.extend(rest),
+                // verify_batch returns errors and does not panic; if it did, pass the panic on
+                // rather than report records as verified or not at random.
+                Err(panic) => std::panic::resume_unwind(panic),
+            },
+            // No thread to be had (resource limits): verify the second half here.
+            Err(_) => out.extend(troc_protocol::verify_batch(take())),
+        }
+        out
+    })
+}
+
 impl Verifier {
     /// Drains the queue in batches, checks and verifies them, and hands them to `sink` in order.
     /// Stops after a `Close`, when every sender is gone, or when `sink` refuses (the writer stopped).
@@ -335,7 +373,7 @@ impl Verifier {
         // this stage is the longer one; see `docs/performance.md`, section Ingest.)
         let mut good = Vec::with_capacity(unverified.len());
         let mut good_places = Vec::with_capacity(unverified.len());
-        for ((j, slot), v) in places.into_iter().zip(troc_protocol::verify_batch(unverified)) {
+        for ((j, slot), v) in places.into_iter().zip(verify_split(unverified)) {
             match v {
                 Ok(record) => {
                     good.push(Prepared::deferred(record));
