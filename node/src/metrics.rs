@@ -50,15 +50,7 @@ pub const NODE_CODES: &[&str] = &[
     "oversized",
     // A peer sent a sync message that does not decode or breaks the protocol.
     "bad_sync_message",
-    // The deal rules (docs/protocol.md section 14): see `store::DealRefusal`.
-    "not_a_party",
-    "wrong_subject",
-    "duplicate_review",
-    "commitment_mismatch",
-    "review_window_closed",
-    "invalid_reason",
-    "wrong_reference",
-    "invalid_extension",
+    // (The deal rules' codes, docs/protocol.md section 14, are `store::DealRefusal::CODES`.)
     // A direct deal message: from a blocked person, not for us, or over the peer's rate.
     "blocked",
     "not_for_us",
@@ -106,7 +98,12 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
-        let codes: Vec<&'static str> = RecordError::CODES.iter().chain(NODE_CODES).copied().collect();
+        let codes: Vec<&'static str> = RecordError::CODES
+            .iter()
+            .chain(NODE_CODES)
+            .chain(crate::store::DealRefusal::CODES)
+            .copied()
+            .collect();
         let per_source = |n: usize| Source::ALL.iter().map(|_| (0..n).map(|_| AtomicU64::new(0)).collect()).collect();
         Metrics {
             inner: Arc::new(Inner {
