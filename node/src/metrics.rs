@@ -98,12 +98,8 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
-        let codes: Vec<&'static str> = RecordError::CODES
-            .iter()
-            .chain(NODE_CODES)
-            .chain(crate::store::DealRefusal::CODES)
-            .copied()
-            .collect();
+        let codes: Vec<&'static str> =
+            RecordError::CODES.iter().chain(NODE_CODES).chain(crate::store::DealRefusal::CODES).copied().collect();
         let per_source = |n: usize| Source::ALL.iter().map(|_| (0..n).map(|_| AtomicU64::new(0)).collect()).collect();
         Metrics {
             inner: Arc::new(Inner {
