@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use troc_node::trust::sim::{SimConfig, run};
 
 fn usage() -> ExitCode {
-    eprintln!("usage: trust_sim [--seed N] [--viewers N] [--honest N] [--sybils N] [--reduced]");
+    eprintln!("usage: trust_sim [--seed N] [--viewers N] [--honest N] [--sybils N] [--reduced] [--set PARAM=VALUE]...");
     ExitCode::from(2)
 }
 
@@ -21,6 +21,30 @@ fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
     let mut overrides: Vec<(String, u64)> = Vec::new();
     while let Some(arg) = args.next() {
+        if arg == "--set" {
+            let Some(kv) = args.next() else { return usage() };
+            let Some((name, value)) = kv.split_once('=') else { return usage() };
+            let Ok(x) = value.parse::<f64>() else { return usage() };
+            let p = &mut config.params;
+            match name {
+                "damping" => p.damping = x,
+                "viewer_seed" => p.viewer_seed = x,
+                "half_life_days" => p.half_life_secs = (x * 86_400.0) as u64,
+                "satisfied" => p.satisfied = x,
+                "negative" => p.negative = x,
+                "distrust" => p.distrust = x,
+                "vouch" => p.vouch = x,
+                "probation_in" => p.probation_in = x,
+                "probation_out" => p.probation_out = x,
+                "establish_days" => p.establish_secs = (x * 86_400.0) as u64,
+                "establish_counterparties" => p.establish_counterparties = x as usize,
+                "trusted_fraction" => p.trusted_fraction = x,
+                "local_share" => config.local_share = x,
+                "deals_per_honest" => config.deals_per_honest = x,
+                _ => return usage(),
+            }
+            continue;
+        }
         if arg == "--reduced" {
             config = SimConfig { seed: config.seed, ..SimConfig::reduced(config.seed) };
             continue;

@@ -534,10 +534,12 @@ impl TrustModel {
     /// When each identity became established in `v`'s view (`None`: not established): a
     /// Dijkstra-like fixpoint seeded on the viewer. An identity x is established at
     /// `max(first + establish_secs, kth)`, where each established counterparty e witnesses x at
-    /// `max(time of their first good completed deal, when e became established)`, `first` is the
-    /// earliest witness time and `kth` the k-th earliest (k = `establish_counterparties`); the
-    /// viewer's witness counts k times. Times come from co-signed agreements only, and a witness
-    /// cannot vouch for a time before it was itself established, so Sybils cannot backdate age.
+    /// the time of their first completed deal in which e said nothing negative of x, `first` is
+    /// the earliest witness time and `kth` the k-th earliest (k = `establish_counterparties`); the
+    /// viewer's witness counts k times (first-hand experience). Times come only from agreements
+    /// an established counterparty co-signed, never from a record x signed alone or with
+    /// identities that are not established. The least fixpoint is unique, so the order in which
+    /// ties are processed does not change the result.
     fn establish(&self, v: usize, is_blocked: &[bool]) -> Vec<Option<Timestamp>> {
         let net = &*self.net;
         let n = net.n();
@@ -562,7 +564,12 @@ impl TrustModel {
                 }
                 let w = &mut witnesses[x];
                 for _ in 0..times {
-                    let cand = t; // DEBUG t.max(at);
+                    // The witnessed time is the co-signed agreement's, as is: clamping it to the
+                    // witness's own establishment (so an established Sybil could not backdate its
+                    // friends) stops honest neighbourhoods from establishing one another at all,
+                    // since most real deals predate the partner's establishment (see
+                    // docs/reputation.md, "Establishment").
+                    let cand = t;
                     let pos = w.partition_point(|&y| y <= cand);
                     if pos < k {
                         w.insert(pos, cand);

@@ -67,13 +67,13 @@ impl TrustView {
             let prev = &done[h - 1];
             let cur = &mut rest[0];
             cur.copy_from_slice(prev);
-            for i in 0..n {
-                if prev[i] == 0.0 || i == tg {
+            for (i, &from) in prev.iter().enumerate() {
+                if from == 0.0 || i == tg {
                     continue;
                 }
                 for e in net.edges(i) {
                     let j = net.col[e] as usize;
-                    let s = prev[i] * self.c[e];
+                    let s = from * self.c[e];
                     if j != tg && j != v && s > cur[j] {
                         cur[j] = s;
                         pred[h][j] = Some((i, h - 1));
@@ -82,8 +82,7 @@ impl TrustView {
             }
         }
         let mut candidates: Vec<(f64, usize, usize)> = Vec::new();
-        for i in 0..n {
-            let b = best[layers][i];
+        for (i, &b) in best[layers].iter().enumerate() {
             if b == 0.0 || i == tg {
                 continue;
             }
@@ -93,8 +92,7 @@ impl TrustView {
                 }
             }
         }
-        candidates
-            .sort_by(|a, b| b.0.total_cmp(&a.0).then(net.keys[a.1].as_bytes().cmp(net.keys[b.1].as_bytes())));
+        candidates.sort_by(|a, b| b.0.total_cmp(&a.0).then(net.keys[a.1].as_bytes().cmp(net.keys[b.1].as_bytes())));
         for (strength, last, edge) in candidates.into_iter().take(max_paths) {
             let mut nodes = vec![last];
             let (mut x, mut h) = (last, layers);

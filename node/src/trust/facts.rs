@@ -40,9 +40,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 use thiserror::Error;
 use troc_protocol::limits::MAX_CLOCK_SKEW_SECS;
-use troc_protocol::{
-    Agreement, Body, CancelReason, Condition, PublicKey, Rating, RecordId, SignedRecord, Timestamp,
-};
+use troc_protocol::{Agreement, Body, CancelReason, Condition, PublicKey, Rating, RecordId, SignedRecord, Timestamp};
 
 /// How long after a deal ends its parties may review it (14 days).
 pub const REVIEW_WINDOW_SECS: u64 = 14 * 86_400;
@@ -229,7 +227,7 @@ impl TrustGraph {
     }
 
     fn assemble(deals: BTreeMap<RecordId, Deal>, mut opinions: Vec<Opinion>, mut vouches: Vec<VouchEdge>) -> Self {
-        opinions.sort_by(|a, b| (a.deal, kb(&a.from)).cmp(&(b.deal, kb(&b.from))));
+        opinions.sort_by_key(|o| (o.deal, kb(&o.from)));
         // One vouch per pair: the one that expires last (then the earliest).
         vouches.sort_by(|a, b| {
             (kb(&a.from), kb(&a.to), std::cmp::Reverse(a.expires_at), a.at).cmp(&(
@@ -287,7 +285,10 @@ enum StepKind {
     Handed,
     Completion,
     Cancel(CancelReason),
-    Ack { subject: RecordId, condition: Condition },
+    Ack {
+        subject: RecordId,
+        condition: Condition,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -359,8 +360,7 @@ impl RecordFacts {
                 self.steps.insert(id, step(c.deal, StepKind::Cancel(c.reason)));
             }
             Body::Acknowledgement(a) => {
-                self.steps
-                    .insert(id, step(a.agreement, StepKind::Ack { subject: a.subject, condition: a.condition }));
+                self.steps.insert(id, step(a.agreement, StepKind::Ack { subject: a.subject, condition: a.condition }));
             }
             Body::Review(r) => {
                 self.reviews.insert(
@@ -381,11 +381,7 @@ impl RecordFacts {
                     self.revoked.insert((kb(&author), r.target));
                 }
             }
-            Body::Profile(_)
-            | Body::Listing(_)
-            | Body::Withdrawal(_)
-            | Body::Proposal(_)
-            | Body::Extension(_) => {}
+            Body::Profile(_) | Body::Listing(_) | Body::Withdrawal(_) | Body::Proposal(_) | Body::Extension(_) => {}
         }
     }
 

@@ -302,10 +302,10 @@ impl SimReport {
     pub fn failures(&self) -> Vec<String> {
         let mut f = Vec::new();
         let row = |prefix: &str| self.rows.iter().find(|r| r.name.starts_with(prefix));
-        if let Some(r) = row("naive") {
-            if r.auc_mean > 0.2 {
-                f.push(format!("naive sum should fail visibly: AUC {:.3} > 0.2", r.auc_mean));
-            }
+        if let Some(r) = row("naive")
+            && r.auc_mean > 0.2
+        {
+            f.push(format!("naive sum should fail visibly: AUC {:.3} > 0.2", r.auc_mean));
         }
         for r in self.rows.iter().filter(|r| r.name.starts_with("random")) {
             if r.attack_edges <= self.config.scaled(50) {
@@ -320,10 +320,10 @@ impl SimReport {
                 }
             }
         }
-        if let Some(r) = row("targeted") {
-            if r.auc_mean < 0.90 {
-                f.push(format!("{}: mean AUC {:.4} < 0.90", r.name, r.auc_mean));
-            }
+        if let Some(r) = row("targeted")
+            && r.auc_mean < 0.90
+        {
+            f.push(format!("{}: mean AUC {:.4} < 0.90", r.name, r.auc_mean));
         }
         if self.whitewash.fresh_outranks_old > 0 {
             f.push(format!(
@@ -331,13 +331,10 @@ impl SimReport {
                 self.whitewash.fresh_outranks_old, self.whitewash.cases
             ));
         }
-        if let Some(n) = self.newcomers.iter().find(|n| n.deals == 5) {
-            if n.at_median < 1.0 {
-                f.push(format!(
-                    "newcomers: with 5 deals, {:.1}% of cases reach the honest median",
-                    100.0 * n.at_median
-                ));
-            }
+        if let Some(n) = self.newcomers.iter().find(|n| n.deals == 5)
+            && n.at_median < 1.0
+        {
+            f.push(format!("newcomers: with 5 deals, {:.1}% of cases reach the honest median", 100.0 * n.at_median));
         }
         f
     }
@@ -377,7 +374,10 @@ impl SimReport {
             "\nWhitewashing ({} cases: whitewashers × viewers): the fresh key outranks the old key in {} cases; largest fresh/old score ratio {:.3}; the old key (one negative) scores {:.2}× the honest median on average.\n",
             w.cases, w.fresh_outranks_old, w.max_ratio, w.old_vs_median
         );
-        let _ = writeln!(s, "| Newcomer's good deals | Cases | At or above the honest median | Score / honest median (mean) |");
+        let _ = writeln!(
+            s,
+            "| Newcomer's good deals | Cases | At or above the honest median | Score / honest median (mean) |"
+        );
         let _ = writeln!(s, "|---:|---:|---:|---:|");
         for n in &self.newcomers {
             let _ = writeln!(s, "| {} | {} | {:.1}% | {:.2} |", n.deals, n.cases, 100.0 * n.at_median, n.vs_median);
@@ -474,13 +474,6 @@ pub fn run(config: &SimConfig) -> Result<SimReport, SimError> {
             view_time += tv.elapsed().as_secs_f64();
             views += 1;
             let scores: Vec<f64> = world.keys.iter().map(|k| view.score(k)).collect();
-            if std::env::var_os("TROC_SIM_DEBUG").is_some() {
-                let zero_h = world.honest.iter().filter(|&&h| scores[h] == 0.0).count();
-                let est_h = world.honest.iter().filter(|&&h| view.person(&world.keys[h]).standing == super::engine::Standing::Established).count();
-                let est_s = world.sybils.iter().filter(|&&h| view.person(&world.keys[h]).standing == super::engine::Standing::Established).count();
-                let pos_s = world.sybils.iter().filter(|&&h| scores[h] > 0.0).count();
-                eprintln!("{name} viewer {v}: est {} honest_est {est_h} honest_zero {zero_h} sybil_est {est_s} sybil_pos {pos_s} self {:.3} it {}", view.stats().established, view.stats().self_trust, view.stats().iterations);
-            }
             m.add(&world, v, &scores, top_k);
             if evaluate_specials {
                 ww.add(&world, v, &scores);
@@ -524,7 +517,8 @@ pub fn run(config: &SimConfig) -> Result<SimReport, SimError> {
     }
     rows.push(m.row(format!("targeted: {targeted} in the viewer's neighbourhood"), targeted));
 
-    let whitewash = whitewash.unwrap_or(WhitewashResult { cases: 0, fresh_outranks_old: 0, max_ratio: 0.0, old_vs_median: 0.0 });
+    let whitewash =
+        whitewash.unwrap_or(WhitewashResult { cases: 0, fresh_outranks_old: 0, max_ratio: 0.0, old_vs_median: 0.0 });
     Ok(SimReport {
         config: config.clone(),
         top_k,
@@ -589,7 +583,8 @@ impl Population {
 
 fn build_world(config: &SimConfig, rng: &mut SimRng) -> Result<World, SimError> {
     let mut pop = Population::default();
-    let honest: Vec<usize> = (0..config.honest).map(|i| pop.add(rng, Role::Honest, i % config.neighbourhoods)).collect();
+    let honest: Vec<usize> =
+        (0..config.honest).map(|i| pop.add(rng, Role::Honest, i % config.neighbourhoods)).collect();
     let sybils: Vec<usize> = (0..config.sybils).map(|_| pop.add(rng, Role::Sybil, usize::MAX)).collect();
 
     // Honest deals: everyone at least one, then activity-weighted.
@@ -598,8 +593,7 @@ fn build_world(config: &SimConfig, rng: &mut SimRng) -> Result<World, SimError> 
     for &h in &honest {
         hoods[h % config.neighbourhoods].push(h);
     }
-    let hood_cum: Vec<Vec<f64>> =
-        hoods.iter().map(|m| cumulative(m.iter().map(|&h| activity[h]))).collect();
+    let hood_cum: Vec<Vec<f64>> = hoods.iter().map(|m| cumulative(m.iter().map(|&h| activity[h]))).collect();
     let all_cum = cumulative(activity.iter().copied());
     let mut specs = Vec::new();
     let total = (config.honest as f64 * config.deals_per_honest / 2.0) as usize;
@@ -638,7 +632,7 @@ fn build_world(config: &SimConfig, rng: &mut SimRng) -> Result<World, SimError> 
 
     // Whitewashers: honest identities with at least 5 counterparties; one recent negative review
     // from a neighbour, then a fresh key with two good deals with established neighbours.
-    let n_ww = ((config.honest / 200).max(2)).min(10);
+    let n_ww = (config.honest / 200).clamp(2, 10);
     let mut ww_pool: Vec<usize> = honest.iter().copied().filter(|&h| partners[h].len() >= 5).collect();
     let mut whitewashers = Vec::new();
     while whitewashers.len() < n_ww && !ww_pool.is_empty() {
@@ -649,8 +643,7 @@ fn build_world(config: &SimConfig, rng: &mut SimRng) -> Result<World, SimError> 
     for &old in &whitewashers {
         pop.roles[old] = Role::WhitewashOld;
         let h = pop.hood[old];
-        let neighbours: Vec<usize> =
-            hoods[h].iter().copied().filter(|&x| x != old && settled(x, &partners)).collect();
+        let neighbours: Vec<usize> = hoods[h].iter().copied().filter(|&x| x != old && settled(x, &partners)).collect();
         if neighbours.is_empty() {
             continue;
         }
