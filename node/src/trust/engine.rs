@@ -210,27 +210,24 @@ fn csr<T: Copy>(n: usize, mut items: Vec<(u32, T)>) -> (Vec<usize>, Vec<T>) {
 impl TrustModel {
     /// Prepares `graph` at `now` with `params`.
     pub fn new(graph: &TrustGraph, now: Timestamp, params: TrustParams) -> Self {
-        let mut all: Vec<KeyBytes> = Vec::new();
-        let mut keys_by_bytes: HashMap<KeyBytes, PublicKey> = HashMap::new();
-        let mut note = |k: &PublicKey| {
-            let b = kb(k);
-            if keys_by_bytes.insert(b, *k).is_none() {
-                all.push(b);
-            }
-        };
+        // Every identity once, in key order (sorting small (bytes, slot) pairs, not keys).
+        let mut seen: Vec<&PublicKey> = Vec::with_capacity(graph.deals().len() * 2);
         for d in graph.deals() {
-            note(&d.parties[0]);
-            note(&d.parties[1]);
+            seen.extend(&d.parties);
         }
         for v in graph.vouches() {
-            note(&v.from);
-            note(&v.to);
+            seen.push(&v.from);
+            seen.push(&v.to);
         }
+        let mut all: Vec<(KeyBytes, u32)> = seen.iter().enumerate().map(|(i, k)| (kb(k), i as u32)).collect();
         all.sort_unstable();
-        let keys: Vec<PublicKey> = all.iter().filter_map(|b| keys_by_bytes.get(b).copied()).collect();
-        let index: HashMap<KeyBytes, u32> = all.iter().enumerate().map(|(i, b)| (*b, i as u32)).collect();
+        all.dedup_by(|a, b| a.0 == b.0);
+        let sorted: Vec<KeyBytes> = all.iter().map(|(b, _)| *b).collect();
+        let keys: Vec<PublicKey> = all.iter().map(|(_, i)| *seen[*i as usize]).collect();
+        let index: HashMap<KeyBytes, u32> = sorted.iter().enumerate().map(|(i, b)| (*b, i as u32)).collect();
         let n = keys.len();
-        let ix = |k: &PublicKey| index.get(k.as_bytes()).copied();
+        // Binary search in the sorted keys: cheaper than hashing 32 bytes, and no allocation.
+        let ix = |k: &PublicKey| sorted.binary_search(k.as_bytes()).ok().map(|i| i as u32);
 
         let half_life = params.half_life_secs.max(1) as f64;
         let decay = |at: Timestamp| 0.5f64.powf(now.saturating_sub(at) as f64 / half_life);
@@ -323,12 +320,12 @@ impl TrustModel {
         let vouched = edges.iter().map(|e| e.vouched).collect();
 
         // Age witnesses and counterparties, from completed deals.
-        let mut verdicts: HashMap<(troc_protocol::RecordId, u32), Verdict> = HashMap::new();
-        for o in graph.opinions() {
-            if let Some(from) = ix(&o.from) {
-                verdicts.insert((o.deal, from), o.verdict);
-            }
-        }
+        // Opinions are sorted by deal then author: the (at most two) of a deal are found by bisection.
+        let opinions = graph.opinions();
+        let verdict_of = |deal: &troc_protocol::RecordId, from: &PublicKey| {
+            let start = opinions.partition_point(|o| o.deal < *deal);
+            opinions[start..].iter().take_while(|o| o.deal == *deal).find(|o| &o.from == from).map(|o| o.verdict)
+        };
         let mut wit: Vec<(u32, (u32, Timestamp))> = Vec::new();
         let mut cps: Vec<(u32, u32)> = Vec::new();
         let mut deals_completed = vec![0u32; n];
@@ -341,8 +338,8 @@ impl TrustModel {
             deals_completed[b as usize] += 1;
             cps.push((a, b));
             cps.push((b, a));
-            for (e, x) in [(a, b), (b, a)] {
-                if verdicts.get(&(d.id, e)) != Some(&Verdict::Negative) {
+            for (e, x, who) in [(a, b, &d.parties[0]), (b, a, &d.parties[1])] {
+                if verdict_of(&d.id, who) != Some(Verdict::Negative) {
                     wit.push((e, (x, d.at)));
                 }
             }

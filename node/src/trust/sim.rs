@@ -307,7 +307,7 @@ impl SimReport {
         {
             f.push(format!("naive sum should fail visibly: AUC {:.3} > 0.2", r.auc_mean));
         }
-        for r in self.rows.iter().filter(|r| r.name.starts_with("random")) {
+        for r in self.rows.iter().filter(|r| r.name.starts_with("random attack edges")) {
             if r.attack_edges <= self.config.scaled(50) {
                 if r.sybil_share_mean > 0.02 {
                     f.push(format!("{}: Sybil share {:.4} > 0.02", r.name, r.sybil_share_mean));
