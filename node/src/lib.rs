@@ -21,6 +21,7 @@ pub mod search;
 pub mod store;
 pub mod sync;
 pub mod topics;
+pub mod trust;
 
 pub use config::NodeConfig;
 pub use node::{Node, NodeError, NodeHandle};
