@@ -36,7 +36,7 @@ use troc_protocol::{
 use crate::events::NodeEvent;
 use crate::ingest::ItemResult;
 use crate::store::{Store, StoreError};
-use crate::trust::{Explanation, PersonTrust, RecordFacts, TrustModel, TrustParams, TrustView, ViewStats};
+use crate::trust::{Explanation, PersonTrust, RecordFacts, Standing, TrustModel, TrustParams, TrustView, ViewStats};
 use crate::{NodeError, NodeHandle, now_secs};
 
 /// The record types the trust engine reads.
@@ -362,13 +362,21 @@ impl NodeHandle {
         }
         let (view, info) = self.reputation.view().await?;
         let person = *person;
-        let (p, e) = tokio::task::spawn_blocking(move || {
-            let p = view.person(&person);
+        let store = self.store().clone();
+        let (p, e) = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
+            let mut p = view.person(&person);
+            // The engine marks the blocked people it has records of; someone blocked before any of
+            // their trust records arrived is blocked all the same.
+            if p.standing != Standing::Viewer && store.is_blocked(&person)? {
+                p.standing = Standing::Blocked;
+                p.score = 0.0;
+                p.rank = None;
+            }
             let e = (paths > 0).then(|| view.explain(&person, paths));
-            (p, e)
+            Ok((p, e))
         })
         .await
-        .map_err(|e| ReputationError::Task(e.to_string()))?;
+        .map_err(|e| ReputationError::Task(e.to_string()))??;
         Ok(Reputation { person: p, explanation: e, view: info })
     }
 

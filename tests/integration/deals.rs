@@ -10,9 +10,9 @@ use troc_protocol::{CancelReason, Condition, Kind, ListingKey, Proposal, PublicK
 
 use crate::support::*;
 
-const LIMIT: Duration = Duration::from_secs(40);
+pub(crate) const LIMIT: Duration = Duration::from_secs(40);
 
-fn proposal(to: &PublicKey, listing_author: &PublicKey, kind: Kind, end: Option<u64>) -> Proposal {
+pub(crate) fn proposal(to: &PublicKey, listing_author: &PublicKey, kind: Kind, end: Option<u64>) -> Proposal {
     Proposal {
         counterparty: *to,
         listing_author: *listing_author,
@@ -31,11 +31,11 @@ async fn status_at(node: &TestNode, id: &RecordId) -> Option<DealStatus> {
     node.handle.deal(id).ok().map(|v| v.status)
 }
 
-async fn wait_status(node: &TestNode, id: &RecordId, want: DealStatus, what: &str) {
+pub(crate) async fn wait_status(node: &TestNode, id: &RecordId, want: DealStatus, what: &str) {
     wait_until(LIMIT, what, || async { status_at(node, id).await == Some(want) }).await;
 }
 
-async fn has(node: &TestNode, id: &RecordId) -> bool {
+pub(crate) async fn has(node: &TestNode, id: &RecordId) -> bool {
     node.handle.store().contains(id).unwrap_or(false)
 }
 
