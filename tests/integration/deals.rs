@@ -12,6 +12,9 @@ use crate::support::*;
 
 pub(crate) const LIMIT: Duration = Duration::from_secs(40);
 
+/// Proposals made by [`proposal`] so far.
+static PROPOSALS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 pub(crate) fn proposal(to: &PublicKey, listing_author: &PublicKey, kind: Kind, end: Option<u64>) -> Proposal {
     Proposal {
         counterparty: *to,
@@ -21,7 +24,11 @@ pub(crate) fn proposal(to: &PublicKey, listing_author: &PublicKey, kind: Kind, e
         kind,
         start: now(),
         end,
-        message: "Could I borrow it on Saturday? I live two streets away.".into(),
+        // Numbered: two otherwise equal proposals signed in the same second would be one record.
+        message: format!(
+            "Could I borrow it on Saturday? I live two streets away. ({})",
+            PROPOSALS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ),
         in_return: if matches!(kind, Kind::Swap) { "My ladder".into() } else { String::new() },
         supersedes: None,
     }
