@@ -139,6 +139,28 @@ pub enum Command {
     /// Unblock a person.
     #[command(after_help = "Examples:\n  troc unblock 12D3KooW...")]
     Unblock(PersonArg),
+    /// A person's reputation in your node's view: the evidence, the standing, why (--explain).
+    #[command(
+        long_about = "A person's reputation as your node sees it, computed from signed records with you as \
+                      the viewer: deals completed, distinct counterparties and how many of them you trust, \
+                      negatives, vouches, and the standing (unknown when the evidence is thin, probation, \
+                      established, blocked). --explain shows the strongest paths of trust from you to them, \
+                      hop by hop. --top lists the best-ranked people in your view.",
+        after_help = "Examples:\n  troc rep 12D3KooW...\n  troc rep 12D3KooW... --explain\n  troc rep --top 20\n  \
+                      troc rep 12D3KooW... --json | jq .standing"
+    )]
+    Rep(RepArgs),
+    /// Vouch for a person ("I know this person"), or list the vouches given and received.
+    #[command(
+        args_conflicts_with_subcommands = true,
+        subcommand_negates_reqs = true,
+        after_help = "Examples:\n  troc vouch 12D3KooW... --context \"Next-door neighbour for ten years\"\n  \
+                      troc vouch 12D3KooW... --context \"Colleague\" --days 90\n  troc vouch list"
+    )]
+    Vouch(VouchArgs),
+    /// Revoke one of your records: a review, a vouch, your profile, a listing.
+    #[command(after_help = "Examples:\n  troc revoke 4be0c1d2...  --reason \"Written in anger\"")]
+    Revoke(RevokeArgs),
     /// Write a backup of the identity and one's own records.
     #[command(after_help = "Examples:\n  troc export backup.json\n  troc export --no-identity records.json\n  \
                             troc export --force backup.json")]
@@ -156,13 +178,14 @@ pub enum Command {
 }
 
 /// How the top-level help groups the commands. Every subcommand is in exactly one group (a test
-/// checks it). Vouches and reputation get their own group when they come (`troc vouch`, `troc rep`).
+/// checks it).
 pub const GROUPS: &[(&str, &[&str])] = &[
     ("Getting started", &["init", "id", "up", "demo"]),
     ("The network", &["status", "peers", "connect", "invite", "join"]),
     ("Offers and wants", &["offer", "want", "listing", "mine", "search"]),
     ("Alerts and events", &["alert", "watch"]),
     ("Deals", &["deal", "review", "inbox", "block", "unblock"]),
+    ("Reputation", &["rep", "vouch", "revoke"]),
     ("Backup", &["export", "import"]),
     ("Shell", &["completions", "man", "help"]),
 ];
@@ -1125,4 +1148,56 @@ fn parse_record_id(s: &str) -> Result<String, String> {
 
 fn parse_person(s: &str) -> Result<String, String> {
     s.parse::<troc_protocol::PublicKey>().map(|k| k.to_string()).map_err(|e| format!("not a peer id: {e}"))
+}
+
+/// `troc rep`.
+#[derive(Debug, Args)]
+pub struct RepArgs {
+    /// The person's id (12D3KooW...).
+    #[arg(value_name = "PEER_ID", value_parser = parse_person, required_unless_present = "top")]
+    pub person: Option<String>,
+    /// Show the strongest paths of trust from you to them, hop by hop.
+    #[arg(long, conflicts_with = "top")]
+    pub explain: bool,
+    /// List the N best-ranked people in your view instead (1 to 200).
+    #[arg(long, value_name = "N", conflicts_with = "person", value_parser = clap::value_parser!(u16).range(1..=200))]
+    pub top: Option<u16>,
+}
+
+/// `troc vouch PEER --context TEXT [--days N]`, or `troc vouch list`.
+#[derive(Debug, Args)]
+pub struct VouchArgs {
+    #[command(subcommand)]
+    pub command: Option<VouchCommand>,
+    /// The person's id (12D3KooW...).
+    #[arg(value_name = "PEER_ID", value_parser = parse_person, required = true)]
+    pub person: Option<String>,
+    /// How you know them, in a line (1 to 200 characters; public with the vouch).
+    #[arg(long, value_parser = parse_context, required = true)]
+    pub context: Option<String>,
+    /// How long the vouch runs, in days (1 to 730; default 365).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=730))]
+    pub days: Option<u16>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum VouchCommand {
+    /// List the live vouches you gave and received.
+    #[command(after_help = "Examples:\n  troc vouch list\n  troc vouch list --json")]
+    List,
+}
+
+/// `troc revoke RECORD_ID`.
+#[derive(Debug, Args)]
+pub struct RevokeArgs {
+    /// The record's id (64 hex digits): one of yours.
+    #[arg(value_name = "RECORD_ID", value_parser = parse_record_id)]
+    pub record: String,
+    /// Why (public with the revocation, at most 500 characters).
+    #[arg(long, default_value = "")]
+    pub reason: String,
+}
+
+fn parse_context(s: &str) -> Result<String, String> {
+    one_line(s, "context", troc_protocol::limits::MAX_VOUCH_CONTEXT)
 }

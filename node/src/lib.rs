@@ -2,7 +2,8 @@
 //!
 //! [`node::Node::spawn`] starts a node and returns a [`node::NodeHandle`]. Inside: the swarm task
 //! ([`node`], [`network`]), the writer thread ([`ingest`]) in front of the sled [`store`], the
-//! catch-up task ([`catchup`], [`sync`]), bounds ([`limits`], [`config`]) and [`metrics`]. The
+//! catch-up task ([`catchup`], [`sync`]), the reputation service ([`reputation`], on the [`trust`]
+//! engine), bounds ([`limits`], [`config`]) and [`metrics`]. The
 //! identity on disk is in [`keystore`]. See `ARCHITECTURE.md` for the map.
 
 pub mod alloc;
@@ -17,10 +18,12 @@ pub mod limits;
 pub mod metrics;
 pub mod network;
 pub mod node;
+pub mod reputation;
 pub mod search;
 pub mod store;
 pub mod sync;
 pub mod topics;
+pub mod trust;
 
 pub use config::NodeConfig;
 pub use node::{Node, NodeError, NodeHandle};

@@ -38,6 +38,7 @@ use crate::ingest::{ItemResult, Job, Origin, ToSwarm, Writer};
 use crate::limits::{RateLimiter, Strikes};
 use crate::metrics::{Metrics, MetricsSnapshot, Source};
 use crate::network::{self, Behaviour, BehaviourEvent, KAD_PROTOCOL};
+use crate::reputation::ReputationService;
 use crate::store::{Store, StoreConfig, StoreError};
 use crate::sync::{SyncRequest, SyncResponse};
 use crate::{now_secs, topics};
@@ -145,6 +146,7 @@ pub struct Node;
 #[derive(Clone)]
 pub struct NodeHandle {
     pub(crate) deals: DealCtx,
+    pub(crate) reputation: ReputationService,
     commands: mpsc::Sender<Command>,
     ingest: mpsc::Sender<Job>,
     to_sync: mpsc::Sender<ToSync>,
@@ -195,6 +197,8 @@ impl Node {
         }
 
         let (events, events_rx) = broadcast::channel(EVENT_CAPACITY);
+        // Subscribed before anything can be stored, so the reputation service misses no record.
+        let reputation_events = events.subscribe();
         let (cmd_tx, cmd_rx) = mpsc::channel(256);
         let (ingest_tx, ingest_rx) = mpsc::channel(config.limits.ingest_queue);
         let (to_swarm_tx, to_swarm_rx) = mpsc::channel(1024);
@@ -234,8 +238,11 @@ impl Node {
             shutdown_rx.clone(),
             config.timing.deal_retry,
         ));
+        let reputation =
+            ReputationService::start(store.clone(), *config.identity.public(), reputation_events, shutdown_rx.clone());
         let handle = NodeHandle {
             deals,
+            reputation,
             commands: cmd_tx.clone(),
             ingest: ingest_tx.clone(),
             to_sync: to_sync_tx.clone(),

@@ -12,7 +12,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use troc_tests::troc_bin;
 
 const LIMIT: Duration = Duration::from_secs(30);
@@ -503,6 +503,34 @@ fn a_loan_through_the_cli() {
     assert_eq!(listed["deals"][0]["status"], "completed", "{listed}");
     let human = troc(&b_home, &["deal", "list"]);
     assert!(String::from_utf8_lossy(&human.stdout).contains("completed"));
+
+    // Reputation: a's view of b shows the evidence and the path through a, in words and in JSON.
+    let b_id = troc_json(&b_home, &["id"])["peer_id"].as_str().unwrap().to_owned();
+    let rep = poll(PROPAGATION, "the deal in a's view of b", || {
+        let v = troc_json(&a_home, &["rep", &b_id]);
+        (v["evidence"]["deals_completed"] == 1).then_some(v)
+    });
+    assert_eq!((rep["standing"].as_str(), &rep["evidence"]["trusted_counterparties"]), (Some("probation"), &json!(1)));
+    let human = troc(&a_home, &["rep", &b_id, "--explain"]);
+    let text = String::from_utf8_lossy(&human.stdout);
+    assert_eq!(code(&human), Some(0), "{text}");
+    assert!(text.contains("Bob") && text.contains("Standing: probation"), "{text}");
+    assert!(text.contains("Deals completed: 1 with 1 counterparty, 1 of them you trust"), "{text}");
+    assert!(text.contains("you -> Bob"), "the path hop by hop, with names: {text}");
+    let top = troc(&a_home, &["rep", "--top", "5"]);
+    assert!(String::from_utf8_lossy(&top.stdout).contains("Bob"));
+    // A vouch, listed on the other node; revoking it there is refused (not b's record), here it works.
+    let vouch = troc_json(&a_home, &["vouch", &b_id, "--context", "Neighbour", "--days", "30"]);
+    let vouch_id = vouch["id"].as_str().unwrap().to_owned();
+    poll(PROPAGATION, "the vouch on b", || {
+        let v = troc_json(&b_home, &["vouch", "list"]);
+        (v["received"].as_array().is_some_and(|l| l.iter().any(|x| x["id"] == vouch_id.as_str()))).then_some(())
+    });
+    assert_eq!(code(&troc(&b_home, &["revoke", &vouch_id])), Some(5), "someone else's record: conflict");
+    assert_eq!(code(&troc(&a_home, &["revoke", &"ab".repeat(32)])), Some(4), "an unknown record: not found");
+    assert_eq!(code(&troc(&a_home, &["revoke", "xyz"])), Some(2), "a bad record id: usage");
+    assert_eq!(code(&troc(&a_home, &["revoke", &vouch_id])), Some(0));
+    assert_eq!(code(&troc(&a_home, &["rep", "not-a-peer"])), Some(2));
 
     assert_eq!(code(&troc(&a_home, &["deal", "show", &"ab".repeat(32)])), Some(4), "no such deal: not found");
     assert_eq!(code(&troc(&a_home, &["deal", "show", "xyz"])), Some(2), "a bad deal id: usage");

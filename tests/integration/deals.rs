@@ -10,9 +10,12 @@ use troc_protocol::{CancelReason, Condition, Kind, ListingKey, Proposal, PublicK
 
 use crate::support::*;
 
-const LIMIT: Duration = Duration::from_secs(40);
+pub(crate) const LIMIT: Duration = Duration::from_secs(40);
 
-fn proposal(to: &PublicKey, listing_author: &PublicKey, kind: Kind, end: Option<u64>) -> Proposal {
+/// Proposals made by [`proposal`] so far.
+static PROPOSALS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+pub(crate) fn proposal(to: &PublicKey, listing_author: &PublicKey, kind: Kind, end: Option<u64>) -> Proposal {
     Proposal {
         counterparty: *to,
         listing_author: *listing_author,
@@ -21,7 +24,11 @@ fn proposal(to: &PublicKey, listing_author: &PublicKey, kind: Kind, end: Option<
         kind,
         start: now(),
         end,
-        message: "Could I borrow it on Saturday? I live two streets away.".into(),
+        // Numbered: two otherwise equal proposals signed in the same second would be one record.
+        message: format!(
+            "Could I borrow it on Saturday? I live two streets away. ({})",
+            PROPOSALS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ),
         in_return: if matches!(kind, Kind::Swap) { "My ladder".into() } else { String::new() },
         supersedes: None,
     }
@@ -31,11 +38,11 @@ async fn status_at(node: &TestNode, id: &RecordId) -> Option<DealStatus> {
     node.handle.deal(id).ok().map(|v| v.status)
 }
 
-async fn wait_status(node: &TestNode, id: &RecordId, want: DealStatus, what: &str) {
+pub(crate) async fn wait_status(node: &TestNode, id: &RecordId, want: DealStatus, what: &str) {
     wait_until(LIMIT, what, || async { status_at(node, id).await == Some(want) }).await;
 }
 
-async fn has(node: &TestNode, id: &RecordId) -> bool {
+pub(crate) async fn has(node: &TestNode, id: &RecordId) -> bool {
     node.handle.store().contains(id).unwrap_or(false)
 }
 

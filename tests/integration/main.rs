@@ -6,5 +6,6 @@ mod cli;
 mod deals;
 mod demo;
 mod node;
+mod rep;
 mod support;
 mod vectors;

@@ -14,6 +14,7 @@ mod backup;
 mod deals;
 mod listings;
 mod network;
+mod reputation;
 mod setup;
 mod up;
 mod watch;
@@ -77,6 +78,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Inbox => block_on(deals::inbox(&ctx))?,
         Command::Block(args) => block_on(deals::block(&ctx, &args))?,
         Command::Unblock(args) => block_on(deals::unblock(&ctx, &args))?,
+        Command::Rep(args) => block_on(reputation::rep(&ctx, &args))?,
+        Command::Vouch(args) => block_on(reputation::vouch(&ctx, &args))?,
+        Command::Revoke(args) => block_on(reputation::revoke(&ctx, &args))?,
         Command::Export(args) => block_on(backup::export(&ctx, &args))?,
         Command::Import(args) => block_on(backup::import(&ctx, &args))?,
         Command::Completions(_) | Command::Man(_) => Ok(()),

@@ -20,6 +20,7 @@ use super::routes::{ApiJson, ApiPath, blocking};
 use crate::deals::DealError;
 use crate::deals::actions::Step;
 use crate::deals::state::DealView;
+use crate::trust::TrustView;
 
 /// The shortest id prefix accepted for `{deal}`.
 const MIN_DEAL_PREFIX: usize = 8;
@@ -172,9 +173,40 @@ pub(crate) async fn propose(
     Ok((StatusCode::CREATED, Json(json!({ "proposal": id, "deal": deal_json(&view) }))))
 }
 
+/// The other party's standing in this node's view, added to a deal's JSON when the reputation view
+/// is at hand (it is cached: a deal list does not recompute it).
+fn add_standing(v: &mut Value, deal: &DealView, me: &PublicKey, view: Option<&TrustView>) {
+    if let Some(view) = view {
+        let other = if deal.proposer == *me { deal.receiver } else { deal.proposer };
+        v["counterparty_standing"] = json!(view.person(&other).standing);
+    }
+}
+
+/// The reputation view, if it can be had (a failure leaves the standing out, not the deals).
+async fn standing_view(state: &AppState) -> Option<std::sync::Arc<TrustView>> {
+    match state.node.reputation_view().await {
+        Ok(v) => Some(v),
+        Err(e) => {
+            tracing::warn!(error = %super::error::chain(&e), "no reputation view for the deal list");
+            None
+        }
+    }
+}
+
 pub(crate) async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let view = standing_view(&state).await;
     blocking(move || {
-        let deals: Vec<Value> = state.node.deals()?.iter().map(deal_json).collect();
+        let me = *state.node.identity().public();
+        let deals: Vec<Value> = state
+            .node
+            .deals()?
+            .iter()
+            .map(|d| {
+                let mut v = deal_json(d);
+                add_standing(&mut v, d, &me, view.as_deref());
+                v
+            })
+            .collect();
         Ok(Json(json!({ "deals": deals })))
     })
     .await
@@ -184,6 +216,7 @@ pub(crate) async fn show(
     State(state): State<AppState>,
     ApiPath(reference): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
+    let trust = standing_view(&state).await;
     blocking(move || {
         let view = resolve(&state, &reference)?;
         let records: Vec<Value> = state
@@ -197,6 +230,7 @@ pub(crate) async fn show(
             .map(record_json)
             .collect();
         let mut v = deal_json(&view);
+        add_standing(&mut v, &view, state.node.identity().public(), trust.as_deref());
         v["records"] = json!(records);
         Ok(Json(v))
     })

@@ -25,6 +25,7 @@ mod error;
 mod events;
 mod listings;
 mod local;
+mod reputation;
 mod routes;
 
 #[cfg(test)]

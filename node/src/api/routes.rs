@@ -19,12 +19,12 @@ use serde_json::{Value, json};
 use tower::ServiceBuilder;
 use troc_protocol::{Kind, Listing, PublicKey, Signed};
 
-use super::deals;
 use super::error::ApiError;
 use super::events::{StreamFilter, TYPES, stream};
 use super::listings::{self, ImportReport, ListingEdit, NewListing, Renew, Withdraw, now, parse_location, view};
 use super::local::{Alert, LocalError, MAX_ALERT_NAME, MAX_ALERTS, MAX_COMMUNITIES, MAX_PEERS};
 use super::{AppState, MAX_BODY_BYTES, MAX_CONCURRENT_REQUESTS, MAX_IMPORT_BODY_BYTES, REQUEST_TIMEOUT};
+use super::{deals, reputation};
 use crate::ingest::ItemResult;
 use crate::search::{Query as SearchQuery, SearchResults, Sort};
 
@@ -92,6 +92,11 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/blocked"),
     ("post", "/v1/blocked"),
     ("delete", "/v1/blocked/{person}"),
+    ("get", "/v1/reputation"),
+    ("get", "/v1/reputation/{peer}"),
+    ("get", "/v1/vouches"),
+    ("post", "/v1/vouches"),
+    ("post", "/v1/records/{id}/revoke"),
 ];
 
 pub(crate) fn router(state: AppState) -> Router {
@@ -127,6 +132,10 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/inbox", get(deals::inbox))
         .route("/v1/blocked", get(deals::blocked).post(deals::block))
         .route("/v1/blocked/{person}", delete(deals::unblock))
+        .route("/v1/reputation", get(reputation::top))
+        .route("/v1/reputation/{peer}", get(reputation::show))
+        .route("/v1/vouches", get(reputation::vouches).post(reputation::vouch))
+        .route("/v1/records/{id}/revoke", post(reputation::revoke))
         .route("/v1/export", get(export))
         .route("/v1/import", post(import).layer(DefaultBodyLimit::max(MAX_IMPORT_BODY_BYTES)))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth));

@@ -412,3 +412,125 @@ fn distances_default_to_the_nodes_own_location() {
     assert!(routes::search_query(&pairs(&[("within_km", "5")]), &[], None).is_err());
     assert!(routes::search_query(&pairs(&[("sort", "distance")]), &[], None).is_err());
 }
+
+#[tokio::test]
+async fn reputation_vouches_and_revocations_with_their_bounds() {
+    let api = TestApi::start(7, "north-end").await;
+    let me = api.node.identity().public().to_string();
+    let other = Identity::from_seed(&[8; 32]);
+    let them = other.public().to_string();
+    let code = |b: &Value| b["error"]["code"].as_str().map(str::to_owned);
+
+    // Bad peer ids and out-of-bounds parameters: 400, nothing computed from them.
+    for path in [
+        "/v1/reputation/not-a-peer".to_owned(),
+        format!("/v1/reputation/{}", "z".repeat(300)),
+        "/v1/reputation?limit=0".to_owned(),
+        "/v1/reputation?limit=201".to_owned(),
+        "/v1/reputation?limit=ten".to_owned(),
+        "/v1/reputation?colour=red".to_owned(),
+        format!("/v1/reputation/{them}?explain=true&paths=0"),
+        format!("/v1/reputation/{them}?explain=true&paths=6"),
+        format!("/v1/reputation/{them}?paths=2"),
+        format!("/v1/reputation/{them}?explain=maybe"),
+    ] {
+        let (s, b) = api.get(&path).await;
+        assert_eq!((s, code(&b).as_deref()), (StatusCode::BAD_REQUEST, Some("bad_request")), "{path}: {b}");
+    }
+
+    // Someone the node knows nothing of is unknown, with no evidence; the node itself is the viewer.
+    let (s, b) = api.get(&format!("/v1/reputation/{them}?explain=true")).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!((b["peer_id"].as_str(), b["standing"].as_str()), (Some(them.as_str()), Some("unknown")), "{b}");
+    assert_eq!(b["evidence"]["deals_completed"], 0);
+    assert_eq!(b["explanation"]["paths"], json!([]));
+    assert_eq!(b["blocked"], false);
+    let (s, b) = api.get(&format!("/v1/reputation/{me}")).await;
+    assert_eq!((s, b["standing"].as_str()), (StatusCode::OK, Some("viewer")), "{b}");
+    let (s, b) = api.get("/v1/reputation?limit=5").await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert!(b["people"].is_array() && b["view"]["computed_at"].is_u64(), "{b}");
+
+    // Vouches: bounds first.
+    for body in [
+        json!({"subject": them, "context": ""}),
+        json!({"subject": them, "context": "x".repeat(201)}),
+        json!({"subject": them, "context": "Neighbour", "days": 0}),
+        json!({"subject": them, "context": "Neighbour", "days": 731}),
+        json!({"subject": me, "context": "Myself"}),
+        json!({"subject": "xyz", "context": "Neighbour"}),
+        json!({"subject": them, "context": "Neighbour", "colour": "red"}),
+    ] {
+        let (s, b) = api.post("/v1/vouches", body.clone()).await;
+        assert_eq!((s, code(&b).as_deref()), (StatusCode::BAD_REQUEST, Some("bad_request")), "{body}: {b}");
+    }
+    let (s, b) = api.post("/v1/vouches", json!({"subject": them, "context": "Next door for years", "days": 30})).await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let vouch = b["id"].as_str().unwrap().to_owned();
+    assert_eq!(b["expires_at"].as_u64().unwrap() - b["created_at"].as_u64().unwrap(), 30 * 86400);
+    let (_, b) = api.get("/v1/vouches").await;
+    assert_eq!(b["given"].as_array().unwrap().len(), 1, "{b}");
+    assert_eq!(
+        (b["given"][0]["id"].as_str(), b["given"][0]["subject"].as_str()),
+        (Some(vouch.as_str()), Some(them.as_str()))
+    );
+    assert_eq!(b["received"], json!([]));
+
+    // The engine counts it (the model is rebuilt at most once a second: poll until it is).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, b) = api.get(&format!("/v1/reputation/{them}")).await;
+        if b["evidence"]["vouches_received"] == 1 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the vouch never reached the engine: {b}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // A vouch received, signed by the other person: listed, and not ours to revoke.
+    let theirs = troc_protocol::Signed::sign(
+        &other,
+        crate::now_secs(),
+        troc_protocol::Vouch {
+            subject: *api.node.identity().public(),
+            context: "Lent me a ladder".into(),
+            expires_at: crate::now_secs() + 86400,
+        },
+    )
+    .unwrap();
+    assert!(api.node.publish(&theirs.clone().into_any()).await.unwrap().is_stored());
+    let (_, b) = api.get("/v1/vouches").await;
+    assert_eq!(b["received"][0]["id"].as_str(), Some(theirs.id().to_string().as_str()), "{b}");
+    let (s, b) = api.post(&format!("/v1/records/{}/revoke", theirs.id()), json!({})).await;
+    assert_eq!((s, code(&b).as_deref()), (StatusCode::FORBIDDEN, Some("not_yours")), "{b}");
+    assert!(api.node.store().contains(&theirs.id()).unwrap());
+
+    // Revocations: a bad id, an unknown id, a bad body.
+    let (s, b) = api.post("/v1/records/abc/revoke", json!({})).await;
+    assert_eq!((s, code(&b).as_deref()), (StatusCode::BAD_REQUEST, Some("bad_request")), "{b}");
+    let (s, b) = api.post(&format!("/v1/records/{}/revoke", "ab".repeat(32)), json!({})).await;
+    assert_eq!((s, code(&b).as_deref()), (StatusCode::NOT_FOUND, Some("not_found")), "{b}");
+    let (s, _) = api.post(&format!("/v1/records/{vouch}/revoke"), json!({"reason": "x".repeat(501)})).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let (s, _) = api.post(&format!("/v1/records/{vouch}/revoke"), json!({"why": "x"})).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+
+    // Our own vouch is revoked: gone from the store and the list; a revocation is not revocable.
+    let (s, b) = api.post(&format!("/v1/records/{vouch}/revoke"), json!({"reason": "Moved away"})).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let revocation = b["revocation"].as_str().unwrap().to_owned();
+    assert!(!api.node.store().contains(&vouch.parse().unwrap()).unwrap());
+    let (_, b) = api.get("/v1/vouches").await;
+    assert_eq!(b["given"], json!([]), "{b}");
+    let (s, b) = api.post(&format!("/v1/records/{revocation}/revoke"), json!({})).await;
+    assert_eq!((s, code(&b).as_deref()), (StatusCode::CONFLICT, Some("not_revocable")), "{b}");
+    let (s, b) = api.post(&format!("/v1/records/{vouch}/revoke"), json!({})).await;
+    assert_eq!((s, code(&b).as_deref()), (StatusCode::NOT_FOUND, Some("not_found")), "{b}");
+
+    // A blocked person is shown as blocked.
+    let (s, _) = api.post("/v1/blocked", json!({"person": them})).await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, b) = api.get(&format!("/v1/reputation/{them}")).await;
+    assert_eq!((b["standing"].as_str(), &b["blocked"]), (Some("blocked"), &json!(true)), "{b}");
+    let _ = api.stop().await;
+}

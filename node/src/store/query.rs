@@ -275,6 +275,28 @@ impl Store {
         Ok(recs.into_iter().filter_map(|r| r.downcast::<Vouch>().ok()).collect())
     }
 
+    /// Every stored record of the given types, read and verified `chunk` at a time and handed to `f`
+    /// one chunk after another (so a caller folding them into its own state never holds them all).
+    /// Returns how many were read. For the reputation service's full load.
+    pub fn for_each_of_types(
+        &self,
+        types: &[RecordType],
+        chunk: usize,
+        mut f: impl FnMut(&[SignedRecord]),
+    ) -> Result<u64, StoreError> {
+        let locs: Vec<Loc> = {
+            let mem = self.mem();
+            mem.ids().filter_map(|id| mem.get(&id)).filter(|m| types.contains(&m.rtype)).map(loc).collect()
+        };
+        let mut read = 0u64;
+        for part in locs.chunks(chunk.max(1)) {
+            let recs = self.load_many(part.iter().copied(), usize::MAX)?;
+            read += recs.len() as u64;
+            f(&recs);
+        }
+        Ok(read)
+    }
+
     /// Every stored record id, in id order. (An iterator over a snapshot taken now: the ids are
     /// in memory, sorted once.)
     pub fn all_ids(&self) -> impl Iterator<Item = Result<RecordId, StoreError>> + use<> {

@@ -1,0 +1,484 @@
+//! The reputation service: this node's own view of whom to trust, computed by the trust engine
+//! ([`crate::trust`]) from the verified public records in the store, with this node's identity as
+//! the viewer and its block list; and the vouches and revocations a person signs.
+//!
+//! How it stays cheap and bounded:
+//! - The engine's input is a [`RecordFacts`] (a few fields per trust record: agreements, deal steps,
+//!   acknowledgements, cancellations, reviews, review commitments, vouches, revocations). It is
+//!   loaded from the store once, at the first query, and then kept up to date incrementally: a small
+//!   task listens to the node's `Stored` events and notes the ids of new trust records (at most
+//!   [`MAX_PENDING`]; beyond that, or when it missed events, the next rebuild reloads everything).
+//!   It is also reloaded in full every [`FULL_RELOAD_EVERY`], which drops records the store pruned.
+//! - A query reuses the prepared [`TrustModel`] unless records arrived since it was built (or it is
+//!   older than [`MAX_MODEL_AGE`]: decay and expiries move with time); a rebuild happens at most once
+//!   per [`MIN_REBUILD_INTERVAL`], so a storm of queries cannot keep the node rebuilding: in between
+//!   they get the last model, and the answer says when it was computed. Concurrent queries share one
+//!   rebuild. The viewer's [`TrustView`] is cached for the current model and block list.
+//! - Everything heavy (reading and verifying records, building the graph and the model, the view)
+//!   runs on tokio's blocking pool, never on the swarm task or the async workers.
+//!
+//! Vouches and revocations are signed with the node's identity and go through the one ingest path
+//! ([`NodeHandle::publish`]), so they are stored, gossiped and caught up like any global record.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use thiserror::Error;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::{broadcast, watch};
+use troc_protocol::limits::{MAX_VOUCH_CONTEXT, MAX_VOUCH_LIFETIME_SECS};
+use troc_protocol::{
+    Body, PublicKey, RecordError, RecordId, RecordType, Revocation, Signed, SignedRecord, Timestamp, Vouch,
+};
+
+use crate::events::NodeEvent;
+use crate::ingest::ItemResult;
+use crate::store::{Store, StoreError};
+use crate::trust::{Explanation, PersonTrust, RecordFacts, Standing, TrustModel, TrustParams, TrustView, ViewStats};
+use crate::{NodeError, NodeHandle, now_secs};
+
+/// The record types the trust engine reads.
+pub const TRUST_TYPES: &[RecordType] = &[
+    RecordType::Agreement,
+    RecordType::Handover,
+    RecordType::Return,
+    RecordType::Completion,
+    RecordType::Cancellation,
+    RecordType::Acknowledgement,
+    RecordType::Review,
+    RecordType::ReviewCommitment,
+    RecordType::Vouch,
+    RecordType::Revocation,
+];
+
+/// At most one rebuild of the model per this interval.
+pub const MIN_REBUILD_INTERVAL: Duration = Duration::from_secs(1);
+/// A model older than this is rebuilt even without new records (decay and expiries move with time).
+pub const MAX_MODEL_AGE: Duration = Duration::from_secs(300);
+/// The facts are reloaded from the store this often (records pruned since are dropped).
+pub const FULL_RELOAD_EVERY: Duration = Duration::from_secs(6 * 3600);
+/// New trust records noted between two rebuilds, at most; beyond, the next rebuild reloads all.
+pub const MAX_PENDING: usize = 10_000;
+/// The longest list of `top` people.
+pub const MAX_TOP: usize = 200;
+/// The most paths an explanation gives.
+pub const MAX_PATHS: usize = 5;
+/// A vouch's default lifetime, in days.
+pub const DEFAULT_VOUCH_DAYS: u64 = 365;
+/// A vouch's longest lifetime, in days (the protocol's `MAX_VOUCH_LIFETIME_SECS`).
+pub const MAX_VOUCH_DAYS: u64 = MAX_VOUCH_LIFETIME_SECS / DAY;
+/// The most vouches listed in each direction by [`NodeHandle::vouches`].
+pub const MAX_VOUCHES_LISTED: usize = 1000;
+/// The record types a person may revoke: what they said alone. Deal records are facts both parties
+/// lived through (a deal is cancelled or disputed instead), a listing is withdrawn, and a revocation
+/// is final.
+pub const REVOCABLE: &[RecordType] =
+    &[RecordType::Review, RecordType::ReviewCommitment, RecordType::Vouch, RecordType::Profile, RecordType::Listing];
+
+const DAY: u64 = 24 * 3600;
+/// Records read and verified per chunk when loading the facts.
+const LOAD_CHUNK: usize = 1024;
+
+/// What can go wrong computing reputation, vouching or revoking.
+#[derive(Debug, Error)]
+pub enum ReputationError {
+    #[error("the store failed")]
+    Store(#[from] StoreError),
+    #[error("invalid record")]
+    Record(#[from] RecordError),
+    #[error("the node has shut down")]
+    ShutDown,
+    #[error("the reputation computation failed: {0}")]
+    Task(String),
+    #[error("no record {0} in this node's store")]
+    NotFound(RecordId),
+    #[error("record {0} is someone else's: only its author can revoke it")]
+    NotYours(RecordId),
+    #[error("a {0} cannot be revoked (deal records are cancelled or disputed, listings withdrawn)")]
+    NotRevocable(&'static str),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("the node did not keep the record: {reason}")]
+    Refused { code: String, reason: String },
+}
+
+impl From<NodeError> for ReputationError {
+    fn from(e: NodeError) -> Self {
+        match e {
+            NodeError::ShutDown => ReputationError::ShutDown,
+            NodeError::Record(r) => ReputationError::Record(r),
+            NodeError::Store(s) => ReputationError::Store(s),
+            other => ReputationError::Task(other.to_string()),
+        }
+    }
+}
+
+/// One person's reputation in this node's view.
+#[derive(Debug, Clone, Serialize)]
+pub struct Reputation {
+    pub person: PersonTrust,
+    /// The strongest paths of trust to them, when asked for.
+    pub explanation: Option<Explanation>,
+    /// The view it comes from.
+    pub view: ViewInfo,
+}
+
+/// The best-ranked people in this node's view.
+#[derive(Debug, Clone, Serialize)]
+pub struct TopReputation {
+    pub people: Vec<PersonTrust>,
+    pub view: ViewInfo,
+}
+
+/// About the view an answer comes from.
+#[derive(Debug, Clone, Serialize)]
+pub struct ViewInfo {
+    /// The `now` the model was computed at (Unix seconds).
+    pub computed_at: Timestamp,
+    /// Trust records stored since, not yet in the model (they are at the next rebuild).
+    pub pending: usize,
+    pub stats: ViewStats,
+}
+
+/// A vouch, as listed.
+#[derive(Debug, Clone, Serialize)]
+pub struct VouchInfo {
+    pub id: RecordId,
+    pub author: PublicKey,
+    pub subject: PublicKey,
+    pub context: String,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+}
+
+impl VouchInfo {
+    fn of(v: &Signed<Vouch>) -> Self {
+        VouchInfo {
+            id: v.id(),
+            author: *v.author(),
+            subject: v.body().subject,
+            context: v.body().context.clone(),
+            created_at: v.created_at(),
+            expires_at: v.body().expires_at,
+        }
+    }
+}
+
+/// The vouches given by this node's person and received by them.
+#[derive(Debug, Clone, Serialize)]
+pub struct Vouches {
+    pub given: Vec<VouchInfo>,
+    pub received: Vec<VouchInfo>,
+}
+
+/// Trust records stored since the last rebuild, noted by the watcher task.
+#[derive(Debug, Default)]
+struct Pending {
+    ids: HashSet<RecordId>,
+    /// Too many, or events were missed: reload everything.
+    overflow: bool,
+}
+
+/// The prepared state, behind an async lock held across a rebuild (so concurrent queries share it).
+#[derive(Default)]
+struct State {
+    /// `None`: not loaded yet (or a rebuild failed half-way): the next rebuild loads it all.
+    facts: Option<RecordFacts>,
+    loaded_at: Option<Instant>,
+    model: Option<Arc<TrustModel>>,
+    built_at: Option<Instant>,
+    generation: u64,
+    /// The viewer's view for `(generation, block list)`.
+    view: Option<(u64, Vec<PublicKey>, Arc<TrustView>)>,
+}
+
+/// The service. Cheap to clone; lives in the [`NodeHandle`].
+#[derive(Clone)]
+pub(crate) struct ReputationService {
+    store: Store,
+    viewer: PublicKey,
+    pending: Arc<Mutex<Pending>>,
+    state: Arc<tokio::sync::Mutex<State>>,
+}
+
+impl std::fmt::Debug for ReputationService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReputationService").field("viewer", &self.viewer).finish_non_exhaustive()
+    }
+}
+
+impl ReputationService {
+    /// The service, and the task that notes new trust records (it holds no store handle and ends
+    /// at shutdown or when the event channel closes).
+    pub(crate) fn start(
+        store: Store,
+        viewer: PublicKey,
+        events: broadcast::Receiver<NodeEvent>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
+        let pending = Arc::new(Mutex::new(Pending::default()));
+        tokio::spawn(watch_records(pending.clone(), events, shutdown));
+        ReputationService { store, viewer, pending, state: Arc::default() }
+    }
+
+    fn pending_len(&self) -> usize {
+        self.pending.lock().map(|p| p.ids.len()).unwrap_or(0)
+    }
+
+    /// The viewer's current view: the cached one, or rebuilt when records arrived (at most once
+    /// per [`MIN_REBUILD_INTERVAL`]) or the model is older than [`MAX_MODEL_AGE`].
+    pub(crate) async fn view(&self) -> Result<(Arc<TrustView>, ViewInfo), ReputationError> {
+        let store = self.store.clone();
+        let blocked = tokio::task::spawn_blocking(move || store.blocked())
+            .await
+            .map_err(|e| ReputationError::Task(e.to_string()))??;
+        let mut st = self.state.lock().await;
+        let (dirty, overflow) = {
+            let p = self.pending.lock().map_err(|_| ReputationError::Task("a lock was poisoned".into()))?;
+            (!p.ids.is_empty() || p.overflow, p.overflow)
+        };
+        let full = overflow || st.facts.is_none() || st.loaded_at.is_none_or(|t| t.elapsed() >= FULL_RELOAD_EVERY);
+        let old = st.built_at.is_none_or(|t| t.elapsed() >= MAX_MODEL_AGE);
+        let may = st.built_at.is_none_or(|t| t.elapsed() >= MIN_REBUILD_INTERVAL);
+        if st.model.is_none() || ((dirty || full || old) && may) {
+            self.rebuild(&mut st, full).await?;
+        }
+        let model = st.model.clone().ok_or_else(|| ReputationError::Task("no model".into()))?;
+        let view = match &st.view {
+            Some((g, b, v)) if *g == st.generation && *b == blocked => v.clone(),
+            _ => {
+                let viewer = self.viewer;
+                let b = blocked.clone();
+                let v = tokio::task::spawn_blocking(move || Arc::new(model.view(&viewer, &b)))
+                    .await
+                    .map_err(|e| ReputationError::Task(e.to_string()))?;
+                st.view = Some((st.generation, blocked, v.clone()));
+                v
+            }
+        };
+        let info = ViewInfo { computed_at: view.now(), pending: self.pending_len(), stats: view.stats().clone() };
+        Ok((view, info))
+    }
+
+    /// Brings the facts up to date (in full, or with the noted records) and prepares a new model.
+    async fn rebuild(&self, st: &mut State, full: bool) -> Result<(), ReputationError> {
+        let ids: Vec<RecordId> = {
+            let mut p = self.pending.lock().map_err(|_| ReputationError::Task("a lock was poisoned".into()))?;
+            p.overflow = false;
+            p.ids.drain().collect()
+        };
+        let facts = if full { None } else { st.facts.take() };
+        let store = self.store.clone();
+        let now = now_secs();
+        let started = Instant::now();
+        let done = tokio::task::spawn_blocking(move || -> Result<(RecordFacts, TrustModel), StoreError> {
+            let facts = match facts {
+                Some(mut f) => {
+                    for id in &ids {
+                        // Gone since (revoked, pruned): nothing to add.
+                        if let Some(r) = store.get(id)? {
+                            f.add(&r);
+                        }
+                    }
+                    f
+                }
+                None => {
+                    let mut f = RecordFacts::new();
+                    store.for_each_of_types(TRUST_TYPES, LOAD_CHUNK, |chunk| chunk.iter().for_each(|r| f.add(r)))?;
+                    f
+                }
+            };
+            let graph = facts.build(now);
+            let model = TrustModel::new(&graph, now, TrustParams::default());
+            Ok((facts, model))
+        })
+        .await
+        .map_err(|e| ReputationError::Task(e.to_string()));
+        match done {
+            Ok(Ok((facts, model))) => {
+                st.facts = Some(facts);
+                if full {
+                    st.loaded_at = Some(Instant::now());
+                }
+                st.model = Some(Arc::new(model));
+                st.built_at = Some(Instant::now());
+                st.generation += 1;
+                st.view = None;
+                tracing::debug!(full, elapsed = ?started.elapsed(), "reputation model rebuilt");
+                Ok(())
+            }
+            Ok(Err(e)) => {
+                // The facts were consumed: the next rebuild loads them again.
+                st.facts = None;
+                Err(e.into())
+            }
+            Err(e) => {
+                st.facts = None;
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Notes the ids of trust records as they are stored. Ends at shutdown or when the channel closes.
+async fn watch_records(
+    pending: Arc<Mutex<Pending>>,
+    mut events: broadcast::Receiver<NodeEvent>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let event = tokio::select! {
+            _ = shutdown.changed() => return,
+            e = events.recv() => e,
+        };
+        let Ok(mut p) = pending.lock() else { return };
+        match event {
+            Ok(NodeEvent::Stored { id, record_type, .. }) if TRUST_TYPES.contains(&record_type) => {
+                if p.ids.len() >= MAX_PENDING {
+                    p.overflow = true;
+                    p.ids.clear();
+                } else if !p.overflow {
+                    p.ids.insert(id);
+                }
+            }
+            Ok(_) => {}
+            Err(RecvError::Lagged(_)) => {
+                p.overflow = true;
+                p.ids.clear();
+            }
+            Err(RecvError::Closed) => return,
+        }
+    }
+}
+
+impl NodeHandle {
+    /// A person's reputation in this node's view (score, rank, standing, evidence), with the
+    /// `paths` strongest paths of trust to them if `paths > 0` (at most [`MAX_PATHS`]).
+    pub async fn reputation(&self, person: &PublicKey, paths: usize) -> Result<Reputation, ReputationError> {
+        if paths > MAX_PATHS {
+            return Err(ReputationError::Invalid(format!("at most {MAX_PATHS} paths")));
+        }
+        let (view, info) = self.reputation.view().await?;
+        let person = *person;
+        let store = self.store().clone();
+        let (p, e) = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
+            let mut p = view.person(&person);
+            // The engine marks the blocked people it has records of; someone blocked before any of
+            // their trust records arrived is blocked all the same.
+            if p.standing != Standing::Viewer && store.is_blocked(&person)? {
+                p.standing = Standing::Blocked;
+                p.score = 0.0;
+                p.rank = None;
+            }
+            let e = (paths > 0).then(|| view.explain(&person, paths));
+            Ok((p, e))
+        })
+        .await
+        .map_err(|e| ReputationError::Task(e.to_string()))??;
+        Ok(Reputation { person: p, explanation: e, view: info })
+    }
+
+    /// The `n` best-ranked people in this node's view (at most [`MAX_TOP`]).
+    pub async fn reputation_top(&self, n: usize) -> Result<TopReputation, ReputationError> {
+        if n == 0 || n > MAX_TOP {
+            return Err(ReputationError::Invalid(format!("the limit is 1 to {MAX_TOP}")));
+        }
+        let (view, info) = self.reputation.view().await?;
+        Ok(TopReputation { people: view.top(n), view: info })
+    }
+
+    /// The current view itself, for callers that look up many people at once (deal lists).
+    pub async fn reputation_view(&self) -> Result<Arc<TrustView>, ReputationError> {
+        Ok(self.reputation.view().await?.0)
+    }
+
+    /// Signs and publishes a vouch for `subject` ("I know this person"): `context` says how, and it
+    /// runs for `days` (default [`DEFAULT_VOUCH_DAYS`], at most [`MAX_VOUCH_DAYS`]).
+    pub async fn vouch(
+        &self,
+        subject: &PublicKey,
+        context: &str,
+        days: Option<u64>,
+    ) -> Result<Signed<Vouch>, ReputationError> {
+        let days = days.unwrap_or(DEFAULT_VOUCH_DAYS);
+        if !(1..=MAX_VOUCH_DAYS).contains(&days) {
+            return Err(ReputationError::Invalid(format!("a vouch runs 1 to {MAX_VOUCH_DAYS} days")));
+        }
+        if subject == self.identity().public() {
+            return Err(ReputationError::Invalid("you cannot vouch for yourself".into()));
+        }
+        let context = context.trim();
+        if context.is_empty() || context.chars().count() > MAX_VOUCH_CONTEXT {
+            return Err(ReputationError::Invalid(format!(
+                "the context is 1 to {MAX_VOUCH_CONTEXT} characters (how you know them)"
+            )));
+        }
+        let now = now_secs();
+        let vouch = Vouch { subject: *subject, context: context.to_owned(), expires_at: now + days * DAY };
+        let signed = Signed::sign(self.identity(), now, vouch)?;
+        self.publish_own(&signed.clone().into_any()).await?;
+        Ok(signed)
+    }
+
+    /// Revokes one of this person's records (a review, a review commitment, a vouch, the profile, a
+    /// listing): signs a revocation and publishes it; every node that gets it deletes the record and
+    /// refuses it from then on. Revoking a review commitment also drops the hidden review behind it.
+    pub async fn revoke(&self, record: &RecordId, reason: &str) -> Result<Signed<Revocation>, ReputationError> {
+        let store = self.store().clone();
+        let id = *record;
+        let target = tokio::task::spawn_blocking(move || store.get(&id))
+            .await
+            .map_err(|e| ReputationError::Task(e.to_string()))??
+            .ok_or(ReputationError::NotFound(*record))?;
+        let me = *self.identity().public();
+        if *target.author() != me {
+            return Err(ReputationError::NotYours(*record));
+        }
+        if !REVOCABLE.contains(&target.record_type()) {
+            return Err(ReputationError::NotRevocable(target.record_type().name()));
+        }
+        let revocation = Revocation { target_author: me, target: *record, reason: reason.trim().to_owned() };
+        let signed = Signed::sign(self.identity(), now_secs(), revocation)?;
+        self.publish_own(&signed.clone().into_any()).await?;
+        if let Body::ReviewCommitment(c) = target.body() {
+            self.store().hidden_review_remove(&c.review)?;
+        }
+        Ok(signed)
+    }
+
+    /// The live vouches this person gave and received (blocked people's left out), newest first,
+    /// at most [`MAX_VOUCHES_LISTED`] each.
+    pub fn vouches(&self) -> Result<Vouches, ReputationError> {
+        let store = self.store();
+        let me = *self.identity().public();
+        let now = now_secs();
+        let blocked = store.blocked()?;
+        let mut given: Vec<VouchInfo> = store
+            .by_author(&me, store.quotas().max_records_per_author)?
+            .into_iter()
+            .filter_map(|r| r.downcast::<Vouch>().ok())
+            .filter(|v| v.body().expires_at > now && !blocked.contains(&v.body().subject))
+            .map(|v| VouchInfo::of(&v))
+            .take(MAX_VOUCHES_LISTED)
+            .collect();
+        given.sort_by_key(|v| std::cmp::Reverse((v.created_at, v.id)));
+        let mut received: Vec<VouchInfo> =
+            store.vouches_of(&me, now)?.iter().filter(|v| !blocked.contains(v.author())).map(VouchInfo::of).collect();
+        received.sort_by_key(|v| std::cmp::Reverse((v.created_at, v.id)));
+        received.truncate(MAX_VOUCHES_LISTED);
+        Ok(Vouches { given, received })
+    }
+
+    /// Publishes a record of ours: `Ok` once stored (or already there).
+    async fn publish_own(&self, record: &SignedRecord) -> Result<(), ReputationError> {
+        match self.publish(record).await? {
+            ItemResult::Stored { .. } | ItemResult::Duplicate { .. } => Ok(()),
+            ItemResult::NotKept { reason, .. } => {
+                Err(ReputationError::Refused { code: reason.clone(), reason: format!("not stored: {reason}") })
+            }
+            ItemResult::Rejected { code, reason } => Err(ReputationError::Refused { code: code.to_owned(), reason }),
+        }
+    }
+}

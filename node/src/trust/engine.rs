@@ -1,0 +1,782 @@
+//! The trust engine: personalised EigenTrust with diminishing returns, time decay, probation for
+//! young identities and a distrust term, computed from one viewer's point of view.
+//!
+//! Two stages. [`TrustModel::new`] turns a [`TrustGraph`] into a sparse matrix of pairwise opinions
+//! at a given `now` (what does not depend on the viewer: decay, diminishing returns, negatives,
+//! vouches). [`TrustModel::view`] then computes one viewer's [`TrustView`]: who is established
+//! (a fixpoint seeded on the viewer), the local trust matrix with the probation factors, the
+//! pre-trust vector on the viewer and their own counterparties, the power iteration, the distrust
+//! term, and each identity's standing and evidence. Everything is deterministic: identities are
+//! indexed in the order of their key bytes, edges are sorted, sums run in index order, and the
+//! iteration stops on a fixed criterion. The model and the parameters are documented with their
+//! reasons in `docs/reputation.md`.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::Arc;
+
+use serde::Serialize;
+use troc_protocol::{PublicKey, Timestamp};
+
+use super::facts::{DealOutcome, KeyBytes, TrustGraph, Verdict, kb};
+
+const DAY: u64 = 86_400;
+
+/// Every parameter of the engine. The defaults are the documented ones (`docs/reputation.md`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TrustParams {
+    /// EigenTrust's teleport probability `a`: the share of trust sent back to the pre-trust vector
+    /// at each step. Higher keeps trust closer to the viewer (and further from Sybils).
+    pub damping: f64,
+    /// The share of the pre-trust vector on the viewer; the rest goes to the viewer's own
+    /// counterparties and vouchees, in proportion to the viewer's opinions of them.
+    pub viewer_seed: f64,
+    /// Half-life of an opinion, in seconds.
+    pub half_life_secs: u64,
+    /// Weight of a positive review.
+    pub positive: f64,
+    /// Weight of a completion without a review.
+    pub satisfied: f64,
+    /// Weight of a negative opinion in the pairwise opinion (subtracted; not diminished).
+    pub negative: f64,
+    /// Weight of the reported negatives against the reported positives in the distrust factor.
+    pub distrust: f64,
+    /// Weight of a live vouch (added to the pair's positive weight, not decayed).
+    pub vouch: f64,
+    /// Factor on the trust given to an identity that is not established.
+    pub probation_in: f64,
+    /// Factor on the trust given by an identity that is not established.
+    pub probation_out: f64,
+    /// How long after its first deal with an established counterparty an identity can be
+    /// established, in seconds.
+    pub establish_secs: u64,
+    /// How many distinct established counterparties an identity needs to be established.
+    pub establish_counterparties: usize,
+    /// A counterparty counts as trusted by the viewer when established and its score is at least
+    /// this fraction of the mean score of established identities.
+    pub trusted_fraction: f64,
+    /// The power iteration stops when the L1 change of the trust vector is below this.
+    pub tolerance: f64,
+    /// ... or after this many steps.
+    pub max_iterations: u32,
+}
+
+impl Default for TrustParams {
+    fn default() -> Self {
+        TrustParams {
+            damping: 0.15,
+            viewer_seed: 0.5,
+            half_life_secs: 180 * DAY,
+            positive: 1.0,
+            satisfied: 0.5,
+            negative: 2.0,
+            distrust: 2.0,
+            vouch: 0.3,
+            probation_in: 0.25,
+            probation_out: 0.0,
+            establish_secs: 30 * DAY,
+            establish_counterparties: 3,
+            trusted_fraction: 0.1,
+            tolerance: 1e-10,
+            max_iterations: 200,
+        }
+    }
+}
+
+/// Where an identity stands from the viewer's point of view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Standing {
+    /// The viewer themselves.
+    Viewer,
+    /// On the viewer's block list: not computed.
+    Blocked,
+    /// Not enough evidence: no completed deal with anyone the viewer trusts.
+    Unknown,
+    /// Has dealt with someone the viewer trusts but is not established yet.
+    Probation,
+    /// Established: old enough, with enough established counterparties.
+    Established,
+}
+
+/// What the score rests on. Counts cover valid deals and opinions only.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct Evidence {
+    /// Deals with the outcome `completed`.
+    pub deals_completed: u32,
+    /// Distinct counterparties in completed deals.
+    pub counterparties: u32,
+    /// Of those, how many the viewer trusts (established, with a score of at least
+    /// `trusted_fraction` of the mean established score; the viewer trusts themselves).
+    pub trusted_counterparties: u32,
+    /// Positive opinions received (reviews and completions without a review).
+    pub positives: u32,
+    /// Negative opinions received (negative reviews, no-shows, disputes, damaged or incomplete).
+    pub negatives: u32,
+    /// Live vouches received.
+    pub vouches_received: u32,
+    /// When the identity became established in the viewer's view, if it is (`None` for the viewer).
+    pub established_since: Option<Timestamp>,
+}
+
+/// One identity as the viewer sees it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PersonTrust {
+    pub identity: PublicKey,
+    /// The final score: EigenTrust's share of the viewer's trust, times the distrust factor.
+    /// Comparable within one view only.
+    pub score: f64,
+    /// 1 for the highest score among the others with a score above zero; `None` for the viewer,
+    /// the blocked and those with no score.
+    pub rank: Option<u32>,
+    pub standing: Standing,
+    pub evidence: Evidence,
+}
+
+/// Figures about a computed view.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ViewStats {
+    /// Identities in the graph.
+    pub identities: u32,
+    /// Of which established in this view (the viewer included).
+    pub established: u32,
+    /// Power-iteration steps.
+    pub iterations: u32,
+    /// Whether the iteration met the tolerance (rather than the step limit).
+    pub converged: bool,
+    /// The trust the viewer keeps on themselves (EigenTrust's share of the viewer).
+    pub self_trust: f64,
+}
+
+/// The viewer-independent part: identities and pairwise opinions at `now`.
+#[derive(Debug)]
+pub(crate) struct Net {
+    pub keys: Vec<PublicKey>,
+    pub index: HashMap<KeyBytes, u32>,
+    /// Out-edges in CSR form, by source then target index.
+    pub row: Vec<usize>,
+    pub col: Vec<u32>,
+    /// Positive weight (diminished, decayed, plus a live vouch).
+    pub pos: Vec<f64>,
+    /// Negative weight (decayed, not yet multiplied by `negative`).
+    pub neg: Vec<f64>,
+    /// Opinions behind the edge (deals where the source expressed one).
+    pub deals: Vec<u32>,
+    pub vouched: Vec<bool>,
+    /// Age witnesses: `e -> (x, t)`: e completed a deal with x at time t without a negative opinion
+    /// of x; e can vouch x's age if e is established.
+    pub wit_row: Vec<usize>,
+    pub wit: Vec<(u32, Timestamp)>,
+    /// Distinct counterparties in completed deals.
+    pub cp_row: Vec<usize>,
+    pub cp: Vec<u32>,
+    pub deals_completed: Vec<u32>,
+    pub positives: Vec<u32>,
+    pub negatives: Vec<u32>,
+    pub vouches_in: Vec<u32>,
+}
+
+impl Net {
+    pub fn n(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn edges(&self, i: usize) -> std::ops::Range<usize> {
+        self.row[i]..self.row[i + 1]
+    }
+}
+
+/// A [`TrustGraph`] prepared at a given `now`, ready to compute any viewer's [`TrustView`].
+#[derive(Debug, Clone)]
+pub struct TrustModel {
+    params: TrustParams,
+    now: Timestamp,
+    net: Arc<Net>,
+}
+
+fn csr<T: Copy>(n: usize, mut items: Vec<(u32, T)>) -> (Vec<usize>, Vec<T>) {
+    // Stable: items keep their order within a row.
+    items.sort_by_key(|(i, _)| *i);
+    let mut row = vec![0usize; n + 1];
+    for (i, _) in &items {
+        row[*i as usize + 1] += 1;
+    }
+    for i in 0..n {
+        row[i + 1] += row[i];
+    }
+    (row, items.into_iter().map(|(_, v)| v).collect())
+}
+
+impl TrustModel {
+    /// Prepares `graph` at `now` with `params`.
+    pub fn new(graph: &TrustGraph, now: Timestamp, params: TrustParams) -> Self {
+        // Every identity once, in key order (sorting small (bytes, slot) pairs, not keys).
+        let mut seen: Vec<&PublicKey> = Vec::with_capacity(graph.deals().len() * 2);
+        for d in graph.deals() {
+            seen.extend(&d.parties);
+        }
+        for v in graph.vouches() {
+            seen.push(&v.from);
+            seen.push(&v.to);
+        }
+        let mut all: Vec<(KeyBytes, u32)> = seen.iter().enumerate().map(|(i, k)| (kb(k), i as u32)).collect();
+        all.sort_unstable();
+        all.dedup_by(|a, b| a.0 == b.0);
+        let sorted: Vec<KeyBytes> = all.iter().map(|(b, _)| *b).collect();
+        let keys: Vec<PublicKey> = all.iter().map(|(_, i)| *seen[*i as usize]).collect();
+        let index: HashMap<KeyBytes, u32> = sorted.iter().enumerate().map(|(i, b)| (*b, i as u32)).collect();
+        let n = keys.len();
+        // Binary search in the sorted keys: cheaper than hashing 32 bytes, and no allocation.
+        let ix = |k: &PublicKey| sorted.binary_search(k.as_bytes()).ok().map(|i| i as u32);
+
+        let half_life = params.half_life_secs.max(1) as f64;
+        let decay = |at: Timestamp| 0.5f64.powf(now.saturating_sub(at) as f64 / half_life);
+
+        // Per opinion: (from, to, verdict, decayed weight).
+        struct Op {
+            from: u32,
+            to: u32,
+            verdict: Verdict,
+            w: f64,
+        }
+        let mut ops: Vec<Op> = Vec::with_capacity(graph.opinions().len());
+        let mut positives = vec![0u32; n];
+        let mut negatives = vec![0u32; n];
+        for o in graph.opinions() {
+            let (Some(from), Some(to)) = (ix(&o.from), ix(&o.about)) else { continue };
+            let base = match o.verdict {
+                Verdict::Positive => params.positive,
+                Verdict::Satisfied => params.satisfied,
+                Verdict::Neutral => 0.0,
+                Verdict::Negative => 1.0,
+            };
+            match o.verdict {
+                Verdict::Positive | Verdict::Satisfied => positives[to as usize] += 1,
+                Verdict::Negative => negatives[to as usize] += 1,
+                Verdict::Neutral => {}
+            }
+            ops.push(Op { from, to, verdict: o.verdict, w: base * decay(o.at) });
+        }
+        // Strongest positive first within a pair, so the k-th strongest weighs 1/k.
+        ops.sort_by(|a, b| {
+            (a.from, a.to).cmp(&(b.from, b.to)).then(b.w.total_cmp(&a.w)).then(a.verdict.cmp(&b.verdict))
+        });
+        let mut vouch_pairs: Vec<(u32, u32)> =
+            graph.vouches().iter().filter_map(|v| Some((ix(&v.from)?, ix(&v.to)?))).collect();
+        vouch_pairs.sort_unstable();
+        vouch_pairs.dedup();
+        let mut vouches_in = vec![0u32; n];
+        for (_, to) in &vouch_pairs {
+            vouches_in[*to as usize] += 1;
+        }
+
+        // Merge opinions and vouches into one edge list, sorted by (from, to).
+        #[derive(Clone, Copy)]
+        struct Edge {
+            to: u32,
+            pos: f64,
+            neg: f64,
+            deals: u32,
+            vouched: bool,
+        }
+        let mut edges: Vec<(u32, Edge)> = Vec::new();
+        let mut k = 0usize;
+        let mut v = 0usize;
+        while k < ops.len() || v < vouch_pairs.len() {
+            let next_op = ops.get(k).map(|o| (o.from, o.to));
+            let next_v = vouch_pairs.get(v).copied();
+            let pair = match (next_op, next_v) {
+                (Some(a), Some(b)) => a.min(b),
+                (Some(a), None) => a,
+                (None, Some(b)) => b,
+                (None, None) => break,
+            };
+            let mut e = Edge { to: pair.1, pos: 0.0, neg: 0.0, deals: 0, vouched: false };
+            let mut nth_positive = 0u32;
+            while let Some(o) = ops.get(k).filter(|o| (o.from, o.to) == pair) {
+                e.deals += 1;
+                match o.verdict {
+                    Verdict::Positive | Verdict::Satisfied => {
+                        nth_positive += 1;
+                        e.pos += o.w / f64::from(nth_positive);
+                    }
+                    Verdict::Negative => e.neg += o.w,
+                    Verdict::Neutral => {}
+                }
+                k += 1;
+            }
+            if next_v == Some(pair) {
+                e.vouched = true;
+                e.pos += params.vouch;
+                v += 1;
+            }
+            edges.push((pair.0, e));
+        }
+        let (row, edges) = csr(n, edges);
+        let col = edges.iter().map(|e| e.to).collect();
+        let pos = edges.iter().map(|e| e.pos).collect();
+        let neg = edges.iter().map(|e| e.neg).collect();
+        let deals_n = edges.iter().map(|e| e.deals).collect();
+        let vouched = edges.iter().map(|e| e.vouched).collect();
+
+        // Age witnesses and counterparties, from completed deals.
+        // Opinions are sorted by deal then author: the (at most two) of a deal are found by bisection.
+        let opinions = graph.opinions();
+        let verdict_of = |deal: &troc_protocol::RecordId, from: &PublicKey| {
+            let start = opinions.partition_point(|o| o.deal < *deal);
+            opinions[start..].iter().take_while(|o| o.deal == *deal).find(|o| &o.from == from).map(|o| o.verdict)
+        };
+        let mut wit: Vec<(u32, (u32, Timestamp))> = Vec::new();
+        let mut cps: Vec<(u32, u32)> = Vec::new();
+        let mut deals_completed = vec![0u32; n];
+        for d in graph.deals() {
+            if d.outcome != DealOutcome::Completed {
+                continue;
+            }
+            let (Some(a), Some(b)) = (ix(&d.parties[0]), ix(&d.parties[1])) else { continue };
+            deals_completed[a as usize] += 1;
+            deals_completed[b as usize] += 1;
+            cps.push((a, b));
+            cps.push((b, a));
+            for (e, x, who) in [(a, b, &d.parties[0]), (b, a, &d.parties[1])] {
+                if verdict_of(&d.id, who) != Some(Verdict::Negative) {
+                    wit.push((e, (x, d.at)));
+                }
+            }
+        }
+        // Earliest witness time per (e, x).
+        wit.sort_unstable_by_key(|(e, (x, t))| (*e, *x, *t));
+        wit.dedup_by_key(|(e, (x, _))| (*e, *x));
+        let (wit_row, wit) = csr(n, wit);
+        cps.sort_unstable();
+        cps.dedup();
+        let (cp_row, cp) = csr(n, cps);
+
+        let net = Net {
+            keys,
+            index,
+            row,
+            col,
+            pos,
+            neg,
+            deals: deals_n,
+            vouched,
+            wit_row,
+            wit,
+            cp_row,
+            cp,
+            deals_completed,
+            positives,
+            negatives,
+            vouches_in,
+        };
+        TrustModel { params, now, net: Arc::new(net) }
+    }
+
+    pub fn params(&self) -> &TrustParams {
+        &self.params
+    }
+
+    pub fn now(&self) -> Timestamp {
+        self.now
+    }
+
+    /// Identities in the graph.
+    pub fn len(&self) -> usize {
+        self.net.n()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.net.n() == 0
+    }
+
+    /// Edges (ordered pairs with an opinion or a vouch).
+    pub fn edge_count(&self) -> usize {
+        self.net.col.len()
+    }
+
+    /// Computes `viewer`'s view, ignoring every edge from or to a `blocked` identity.
+    pub fn view(&self, viewer: &PublicKey, blocked: &[PublicKey]) -> TrustView {
+        let net = &*self.net;
+        let p = &self.params;
+        let n = net.n();
+        let mut is_blocked = vec![false; n];
+        for b in blocked {
+            if let Some(&i) = net.index.get(b.as_bytes()) {
+                is_blocked[i as usize] = true;
+            }
+        }
+        let Some(v) = net.index.get(viewer.as_bytes()).map(|&i| i as usize).filter(|&i| !is_blocked[i]) else {
+            return TrustView::empty(*viewer, self.now, Arc::clone(&self.net), is_blocked);
+        };
+
+        let established_at = self.establish(v, &is_blocked);
+        let established: Vec<bool> = established_at.iter().map(Option::is_some).collect();
+
+        // Local trust with the probation factors; what a row does not hand out goes back to p.
+        let mut c = vec![0.0f64; net.col.len()];
+        let mut row_out = vec![0.0f64; n];
+        for i in 0..n {
+            if is_blocked[i] {
+                continue;
+            }
+            let out = if established[i] { 1.0 } else { p.probation_out };
+            if out == 0.0 {
+                continue;
+            }
+            let w = |e: usize| (net.pos[e] - p.negative * net.neg[e]).max(0.0);
+            let total: f64 = net.edges(i).filter(|&e| !is_blocked[net.col[e] as usize]).map(w).sum();
+            if total <= 0.0 {
+                continue;
+            }
+            let mut sum = 0.0;
+            for e in net.edges(i) {
+                let j = net.col[e] as usize;
+                if is_blocked[j] {
+                    continue;
+                }
+                let into = if established[j] { 1.0 } else { p.probation_in };
+                c[e] = out * into * w(e) / total;
+                sum += c[e];
+            }
+            row_out[i] = sum;
+        }
+
+        // Pre-trust: the viewer, and the viewer's own first-hand opinions (no probation factor).
+        let mut pre = vec![0.0f64; n];
+        let vw = |e: usize| (net.pos[e] - p.negative * net.neg[e]).max(0.0);
+        let vtotal: f64 = net.edges(v).filter(|&e| !is_blocked[net.col[e] as usize]).map(vw).sum();
+        if vtotal > 0.0 {
+            pre[v] = p.viewer_seed;
+            for e in net.edges(v) {
+                let j = net.col[e] as usize;
+                if !is_blocked[j] {
+                    pre[j] += (1.0 - p.viewer_seed) * vw(e) / vtotal;
+                }
+            }
+        } else {
+            pre[v] = 1.0;
+        }
+
+        // Power iteration: t <- (1-a) C^T t + (a + (1-a) leak) p.
+        let a = p.damping;
+        let mut t = pre.clone();
+        let mut next = vec![0.0f64; n];
+        let mut iterations = 0;
+        let mut converged = false;
+        while iterations < p.max_iterations {
+            iterations += 1;
+            next.iter_mut().for_each(|x| *x = 0.0);
+            let mut leak = 0.0;
+            for i in 0..n {
+                let ti = t[i];
+                if ti == 0.0 {
+                    continue;
+                }
+                for e in net.edges(i) {
+                    if c[e] > 0.0 {
+                        next[net.col[e] as usize] += ti * c[e];
+                    }
+                }
+                leak += ti * (1.0 - row_out[i]);
+            }
+            let back = a + (1.0 - a) * leak;
+            let mut diff = 0.0;
+            for j in 0..n {
+                let x = (1.0 - a) * next[j] + back * pre[j];
+                diff += (x - t[j]).abs();
+                next[j] = x;
+            }
+            std::mem::swap(&mut t, &mut next);
+            if diff < p.tolerance {
+                converged = true;
+                break;
+            }
+        }
+
+        // Distrust: what trusted reporters said, positive against negative, each reporter's
+        // reports normalised to one.
+        let mut good = vec![0.0f64; n];
+        let mut bad = vec![0.0f64; n];
+        for i in 0..n {
+            if is_blocked[i] || t[i] == 0.0 {
+                continue;
+            }
+            let live = |e: &usize| !is_blocked[net.col[*e] as usize];
+            let total: f64 = net.edges(i).filter(live).map(|e| net.pos[e] + net.neg[e]).sum();
+            if total <= 0.0 {
+                continue;
+            }
+            for e in net.edges(i).filter(live) {
+                let j = net.col[e] as usize;
+                good[j] += t[i] * net.pos[e] / total;
+                bad[j] += t[i] * net.neg[e] / total;
+            }
+        }
+        let score: Vec<f64> = (0..n)
+            .map(|j| {
+                if is_blocked[j] {
+                    0.0
+                } else if bad[j] > 0.0 {
+                    t[j] * good[j] / (good[j] + p.distrust * bad[j])
+                } else {
+                    t[j]
+                }
+            })
+            .collect();
+
+        TrustView::assemble(self, v, t, score, established_at, is_blocked, c, iterations, converged)
+    }
+
+    /// When each identity became established in `v`'s view (`None`: not established): a
+    /// Dijkstra-like fixpoint seeded on the viewer. An identity x is established at
+    /// `max(first + establish_secs, kth)`, where each established counterparty e witnesses x at
+    /// the time of their first completed deal in which e said nothing negative of x, `first` is
+    /// the earliest witness time and `kth` the k-th earliest (k = `establish_counterparties`); the
+    /// viewer's witness counts k times (first-hand experience). Times come only from agreements
+    /// an established counterparty co-signed, never from a record x signed alone or with
+    /// identities that are not established. The least fixpoint is unique, so the order in which
+    /// ties are processed does not change the result.
+    fn establish(&self, v: usize, is_blocked: &[bool]) -> Vec<Option<Timestamp>> {
+        let net = &*self.net;
+        let n = net.n();
+        let k = self.params.establish_counterparties.max(1);
+        let mut done: Vec<Option<Timestamp>> = vec![None; n];
+        let mut witnesses: Vec<Vec<Timestamp>> = vec![Vec::new(); n];
+        let mut tentative: Vec<Timestamp> = vec![Timestamp::MAX; n];
+        let mut heap = BinaryHeap::new();
+        heap.push(Reverse((0, v as u32)));
+        tentative[v] = 0;
+        while let Some(Reverse((at, e))) = heap.pop() {
+            let e = e as usize;
+            if done[e].is_some() || at != tentative[e] {
+                continue;
+            }
+            done[e] = Some(at);
+            let times = if e == v { k } else { 1 };
+            for &(x, t) in &net.wit[net.wit_row[e]..net.wit_row[e + 1]] {
+                let x = x as usize;
+                if done[x].is_some() || is_blocked[x] {
+                    continue;
+                }
+                let w = &mut witnesses[x];
+                for _ in 0..times {
+                    // The witnessed time is the co-signed agreement's, as is: clamping it to the
+                    // witness's own establishment (so an established Sybil could not backdate its
+                    // friends) stops honest neighbourhoods from establishing one another at all,
+                    // since most real deals predate the partner's establishment (see
+                    // docs/reputation.md, "Establishment").
+                    let cand = t;
+                    let pos = w.partition_point(|&y| y <= cand);
+                    if pos < k {
+                        w.insert(pos, cand);
+                        w.truncate(k);
+                    }
+                }
+                if w.len() >= k {
+                    let est = (w[0].saturating_add(self.params.establish_secs)).max(w[k - 1]);
+                    if est <= self.now && est < tentative[x] {
+                        tentative[x] = est;
+                        heap.push(Reverse((est, x as u32)));
+                    }
+                }
+            }
+        }
+        done
+    }
+}
+
+/// One viewer's trust in everyone in the graph.
+#[derive(Debug, Clone)]
+pub struct TrustView {
+    pub(crate) viewer: PublicKey,
+    pub(crate) viewer_index: Option<usize>,
+    now: Timestamp,
+    pub(crate) net: Arc<Net>,
+    /// EigenTrust's vector.
+    trust: Vec<f64>,
+    score: Vec<f64>,
+    rank: Vec<Option<u32>>,
+    established_at: Vec<Option<Timestamp>>,
+    trusted: Vec<bool>,
+    blocked: Vec<bool>,
+    /// Effective local trust per edge (with the probation factors), for explanations.
+    pub(crate) c: Vec<f64>,
+    stats: ViewStats,
+}
+
+impl TrustView {
+    fn empty(viewer: PublicKey, now: Timestamp, net: Arc<Net>, blocked: Vec<bool>) -> Self {
+        let n = net.n();
+        let edges = net.col.len();
+        TrustView {
+            viewer,
+            viewer_index: None,
+            now,
+            net,
+            trust: vec![0.0; n],
+            score: vec![0.0; n],
+            rank: vec![None; n],
+            established_at: vec![None; n],
+            trusted: vec![false; n],
+            blocked,
+            c: vec![0.0; edges],
+            stats: ViewStats { identities: n as u32, established: 0, iterations: 0, converged: true, self_trust: 1.0 },
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn assemble(
+        model: &TrustModel,
+        v: usize,
+        trust: Vec<f64>,
+        score: Vec<f64>,
+        established_at: Vec<Option<Timestamp>>,
+        blocked: Vec<bool>,
+        c: Vec<f64>,
+        iterations: u32,
+        converged: bool,
+    ) -> Self {
+        let net = Arc::clone(&model.net);
+        let n = net.n();
+        let others = |j: &usize| *j != v && !blocked[*j];
+        let est: Vec<usize> = (0..n).filter(others).filter(|&j| established_at[j].is_some()).collect();
+        let mean = if est.is_empty() { 0.0 } else { est.iter().map(|&j| score[j]).sum::<f64>() / est.len() as f64 };
+        let threshold = model.params.trusted_fraction * mean;
+        let mut trusted = vec![false; n];
+        trusted[v] = true;
+        for &j in &est {
+            trusted[j] = score[j] > 0.0 && score[j] >= threshold;
+        }
+        let mut order: Vec<usize> = (0..n).filter(others).filter(|&j| score[j] > 0.0).collect();
+        order.sort_by(|&a, &b| score[b].total_cmp(&score[a]).then(net.keys[a].as_bytes().cmp(net.keys[b].as_bytes())));
+        let mut rank = vec![None; n];
+        for (r, &j) in order.iter().enumerate() {
+            rank[j] = Some(r as u32 + 1);
+        }
+        let stats = ViewStats {
+            identities: n as u32,
+            established: established_at.iter().filter(|e| e.is_some()).count() as u32,
+            iterations,
+            converged,
+            self_trust: trust[v],
+        };
+        TrustView {
+            viewer: net.keys[v],
+            viewer_index: Some(v),
+            now: model.now,
+            net,
+            trust,
+            score,
+            rank,
+            established_at,
+            trusted,
+            blocked,
+            c,
+            stats,
+        }
+    }
+
+    pub fn viewer(&self) -> &PublicKey {
+        &self.viewer
+    }
+
+    pub fn now(&self) -> Timestamp {
+        self.now
+    }
+
+    pub fn stats(&self) -> &ViewStats {
+        &self.stats
+    }
+
+    pub(crate) fn index_of(&self, who: &PublicKey) -> Option<usize> {
+        self.net.index.get(who.as_bytes()).map(|&i| i as usize)
+    }
+
+    /// The final score of `who` (0 for identities outside the graph).
+    pub fn score(&self, who: &PublicKey) -> f64 {
+        self.index_of(who).map_or(0.0, |i| self.score[i])
+    }
+
+    /// EigenTrust's value for `who`, before the distrust factor.
+    pub fn eigentrust(&self, who: &PublicKey) -> f64 {
+        self.index_of(who).map_or(0.0, |i| self.trust[i])
+    }
+
+    /// Every identity of the graph with its final score, in key order.
+    pub fn scores(&self) -> impl Iterator<Item = (&PublicKey, f64)> {
+        self.net.keys.iter().zip(self.score.iter().copied())
+    }
+
+    /// Whether the viewer trusts `who` (see [`Evidence::trusted_counterparties`]).
+    pub fn trusts(&self, who: &PublicKey) -> bool {
+        self.index_of(who).is_some_and(|i| self.trusted[i])
+    }
+
+    /// `who` as the viewer sees them. An identity outside the graph is `Unknown` with no evidence.
+    pub fn person(&self, who: &PublicKey) -> PersonTrust {
+        match self.index_of(who) {
+            Some(i) => self.person_at(i),
+            None => PersonTrust {
+                identity: *who,
+                score: 0.0,
+                rank: None,
+                standing: if who == &self.viewer { Standing::Viewer } else { Standing::Unknown },
+                evidence: Evidence::default(),
+            },
+        }
+    }
+
+    fn person_at(&self, i: usize) -> PersonTrust {
+        let net = &*self.net;
+        let cps = &net.cp[net.cp_row[i]..net.cp_row[i + 1]];
+        let trusted_cp = cps.iter().filter(|&&j| self.trusted[j as usize]).count() as u32;
+        let evidence = Evidence {
+            deals_completed: net.deals_completed[i],
+            counterparties: cps.len() as u32,
+            trusted_counterparties: trusted_cp,
+            positives: net.positives[i],
+            negatives: net.negatives[i],
+            vouches_received: net.vouches_in[i],
+            established_since: if Some(i) == self.viewer_index { None } else { self.established_at[i] },
+        };
+        let standing = if Some(i) == self.viewer_index {
+            Standing::Viewer
+        } else if self.blocked[i] {
+            Standing::Blocked
+        } else if trusted_cp == 0 {
+            Standing::Unknown
+        } else if self.established_at[i].is_some() {
+            Standing::Established
+        } else {
+            Standing::Probation
+        };
+        PersonTrust { identity: net.keys[i], score: self.score[i], rank: self.rank[i], standing, evidence }
+    }
+
+    /// Everyone with a score above zero but the viewer, best first (score, then key bytes).
+    pub fn ranked(&self) -> Vec<PersonTrust> {
+        let mut order: Vec<(u32, usize)> =
+            self.rank.iter().enumerate().filter_map(|(i, r)| r.map(|r| (r, i))).collect();
+        order.sort_unstable();
+        order.into_iter().map(|(_, i)| self.person_at(i)).collect()
+    }
+
+    /// The `n` best-ranked identities.
+    pub fn top(&self, n: usize) -> Vec<PersonTrust> {
+        let mut r = self.ranked();
+        r.truncate(n);
+        r
+    }
+}
+
+#[cfg(test)]
+impl TrustModel {
+    /// The (positive, negative) weights of the edge `from -> to`, for tests.
+    pub(crate) fn pair_weight(&self, from: &PublicKey, to: &PublicKey) -> Option<(f64, f64)> {
+        let net = &*self.net;
+        let i = *net.index.get(from.as_bytes())? as usize;
+        let j = *net.index.get(to.as_bytes())?;
+        net.edges(i).find(|&e| net.col[e] == j).map(|e| (net.pos[e], net.neg[e]))
+    }
+}
