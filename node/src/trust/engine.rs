@@ -58,8 +58,9 @@ pub struct TrustParams {
     /// The final score is the trust per unit of net opinion weight received, the divisor floored
     /// at this (about one fresh good deal), so a thin identity is not inflated by a tiny divisor.
     pub weight_floor: f64,
-    /// Factor on the final score of a young identity (first co-signed deal less than
-    /// `establish_secs` ago): a fresh key ranks below an older one with the same evidence.
+    /// Young identities (first co-signed deal less than `establish_secs` ago) rank below every
+    /// other identity with a positive score: their scores are scaled so that the highest is this
+    /// fraction of the lowest positive score of the others (and never scaled up).
     pub young_score: f64,
     /// The power iteration stops when the L1 change of the trust vector is below this.
     pub tolerance: f64,
@@ -84,7 +85,7 @@ impl Default for TrustParams {
             establish_counterparties: 3,
             trusted_fraction: 0.1,
             weight_floor: 1.0,
-            young_score: 0.1,
+            young_score: 0.5,
             tolerance: 1e-10,
             max_iterations: 200,
         }
@@ -468,21 +469,28 @@ impl TrustModel {
                 bad[j] += t[i] * net.neg[e] / total;
             }
         }
-        let score: Vec<f64> = (0..n)
+        let mut score: Vec<f64> = (0..n)
             .map(|j| {
                 if is_blocked[j] {
                     0.0
                 } else {
-                    let base = if j == v {
-                        t[j]
-                    } else {
-                        let per_weight = t[j] / received[j].max(p.weight_floor);
-                        if young(j) { per_weight * p.young_score } else { per_weight }
-                    };
+                    let base = if j == v { t[j] } else { t[j] / received[j].max(p.weight_floor) };
                     if bad[j] > 0.0 { base * good[j] / (good[j] + p.distrust * bad[j]) } else { base }
                 }
             })
             .collect();
+        // The standing order: a young identity ranks below every other identity with a positive
+        // score (a fresh key never outranks an older key the viewer has any trust in); young ones
+        // keep their order among themselves. Scaling them all by one factor does that.
+        let others_min =
+            (0..n).filter(|&j| j != v && !young(j) && score[j] > 0.0).map(|j| score[j]).fold(f64::INFINITY, f64::min);
+        let young_max = (0..n).filter(|&j| j != v && young(j)).map(|j| score[j]).fold(0.0, f64::max);
+        if young_max > 0.0 {
+            let factor = if others_min.is_finite() { (p.young_score * others_min / young_max).min(1.0) } else { 1.0 };
+            for j in (0..n).filter(|&j| j != v && young(j)) {
+                score[j] *= factor;
+            }
+        }
 
         TrustView::assemble(self, v, t, score, established_at, is_blocked, c, iterations, converged)
     }
