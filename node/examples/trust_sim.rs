@@ -39,6 +39,8 @@ fn main() -> ExitCode {
                 "establish_days" => p.establish_secs = (x * 86_400.0) as u64,
                 "establish_counterparties" => p.establish_counterparties = x as usize,
                 "trusted_fraction" => p.trusted_fraction = x,
+                "young_score" => p.young_score = x,
+                "weight_floor" => p.weight_floor = x,
                 "local_share" => config.local_share = x,
                 "deals_per_honest" => config.deals_per_honest = x,
                 _ => return usage(),

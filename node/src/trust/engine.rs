@@ -55,6 +55,13 @@ pub struct TrustParams {
     /// A counterparty counts as trusted by the viewer when established and its score is at least
     /// this fraction of the mean score of established identities.
     pub trusted_fraction: f64,
+    /// The final score is the trust per unit of net opinion weight received, the divisor floored
+    /// at this (about one fresh good deal), so a thin identity is not inflated by a tiny divisor.
+    pub weight_floor: f64,
+    /// Young identities (first co-signed deal less than `establish_secs` ago) rank below every
+    /// other identity with a positive score: their scores are scaled so that the highest is this
+    /// fraction of the lowest positive score of the others (and never scaled up).
+    pub young_score: f64,
     /// The power iteration stops when the L1 change of the trust vector is below this.
     pub tolerance: f64,
     /// ... or after this many steps.
@@ -77,6 +84,8 @@ impl Default for TrustParams {
             establish_secs: 30 * DAY,
             establish_counterparties: 3,
             trusted_fraction: 0.1,
+            weight_floor: 1.0,
+            young_score: 0.5,
             tolerance: 1e-10,
             max_iterations: 200,
         }
@@ -171,6 +180,8 @@ pub(crate) struct Net {
     pub cp_row: Vec<usize>,
     pub cp: Vec<u32>,
     pub deals_completed: Vec<u32>,
+    /// Time of the earliest completed deal (co-signed agreement), `Timestamp::MAX` if none.
+    pub first_deal: Vec<Timestamp>,
     pub positives: Vec<u32>,
     pub negatives: Vec<u32>,
     pub vouches_in: Vec<u32>,
@@ -329,6 +340,7 @@ impl TrustModel {
         let mut wit: Vec<(u32, (u32, Timestamp))> = Vec::new();
         let mut cps: Vec<(u32, u32)> = Vec::new();
         let mut deals_completed = vec![0u32; n];
+        let mut first_deal = vec![Timestamp::MAX; n];
         for d in graph.deals() {
             if d.outcome != DealOutcome::Completed {
                 continue;
@@ -336,6 +348,9 @@ impl TrustModel {
             let (Some(a), Some(b)) = (ix(&d.parties[0]), ix(&d.parties[1])) else { continue };
             deals_completed[a as usize] += 1;
             deals_completed[b as usize] += 1;
+            for x in [a as usize, b as usize] {
+                first_deal[x] = first_deal[x].min(d.at);
+            }
             cps.push((a, b));
             cps.push((b, a));
             for (e, x, who) in [(a, b, &d.parties[0]), (b, a, &d.parties[1])] {
@@ -366,6 +381,7 @@ impl TrustModel {
             cp_row,
             cp,
             deals_completed,
+            first_deal,
             positives,
             negatives,
             vouches_in,
@@ -412,19 +428,86 @@ impl TrustModel {
 
         let established_at = self.establish(v, &is_blocked);
         let established: Vec<bool> = established_at.iter().map(Option::is_some).collect();
+        // Young: first co-signed deal less than `establish_secs` ago. Sybils can backdate the
+        // deals they sign among themselves, so this is a probation for fresh keys (newcomers,
+        // whitewashers), not a Sybil defence; that is the flow and the per-weight score below.
+        let young = |i: usize| net.first_deal[i].saturating_add(p.establish_secs) > self.now;
 
-        // Local trust with the probation factors; what a row does not hand out goes back to p.
+        // Probation, for young identities that are not established: trust out of them counts
+        // `probation_out`, trust into them `probation_in`.
+        let probation: Vec<bool> = (0..n).map(|i| i != v && !established[i] && young(i)).collect();
+        let out: Vec<f64> = probation.iter().map(|&y| if y { p.probation_out } else { 1.0 }).collect();
+        let into: Vec<f64> = probation.iter().map(|&y| if y { p.probation_in } else { 1.0 }).collect();
+        let (c, row_out) = self.local_trust(&out, &into, &is_blocked);
+        let pre = self.pre_trust(v, &is_blocked);
+        let (t, iterations, converged) = self.iterate(&c, &row_out, &pre);
+
+        // The net opinion weight each identity received (the divisor of the per-weight score).
+        let mut received = vec![0.0f64; n];
+        for i in (0..n).filter(|&i| !is_blocked[i]) {
+            for e in net.edges(i) {
+                received[net.col[e] as usize] += (net.pos[e] - p.negative * net.neg[e]).max(0.0);
+            }
+        }
+
+        // Distrust: what trusted reporters said, positive against negative, each reporter's
+        // reports normalised to one.
+        let mut good = vec![0.0f64; n];
+        let mut bad = vec![0.0f64; n];
+        for i in 0..n {
+            if is_blocked[i] || t[i] == 0.0 {
+                continue;
+            }
+            let live = |e: &usize| !is_blocked[net.col[*e] as usize];
+            let total: f64 = net.edges(i).filter(live).map(|e| net.pos[e] + net.neg[e]).sum();
+            if total <= 0.0 {
+                continue;
+            }
+            for e in net.edges(i).filter(live) {
+                let j = net.col[e] as usize;
+                good[j] += t[i] * net.pos[e] / total;
+                bad[j] += t[i] * net.neg[e] / total;
+            }
+        }
+        let mut score: Vec<f64> = (0..n)
+            .map(|j| {
+                if is_blocked[j] {
+                    0.0
+                } else {
+                    let base = if j == v { t[j] } else { t[j] / received[j].max(p.weight_floor) };
+                    if bad[j] > 0.0 { base * good[j] / (good[j] + p.distrust * bad[j]) } else { base }
+                }
+            })
+            .collect();
+        // The standing order: a young identity ranks below every other identity with a positive
+        // score (a fresh key never outranks an older key the viewer has any trust in); young ones
+        // keep their order among themselves. Scaling them all by one factor does that.
+        let others_min =
+            (0..n).filter(|&j| j != v && !young(j) && score[j] > 0.0).map(|j| score[j]).fold(f64::INFINITY, f64::min);
+        let young_max = (0..n).filter(|&j| j != v && young(j)).map(|j| score[j]).fold(0.0, f64::max);
+        if young_max > 0.0 {
+            let factor = if others_min.is_finite() { (p.young_score * others_min / young_max).min(1.0) } else { 1.0 };
+            for j in (0..n).filter(|&j| j != v && young(j)) {
+                score[j] *= factor;
+            }
+        }
+
+        TrustView::assemble(self, v, t, score, established_at, is_blocked, c, iterations, converged)
+    }
+
+    /// Local trust `c_ij = out_i · in_j · s_ij / Σ_j s_ij` (blocked identities removed) and what
+    /// each row hands out.
+    fn local_trust(&self, out: &[f64], into: &[f64], is_blocked: &[bool]) -> (Vec<f64>, Vec<f64>) {
+        let net = &*self.net;
+        let p = &self.params;
+        let n = net.n();
         let mut c = vec![0.0f64; net.col.len()];
         let mut row_out = vec![0.0f64; n];
+        let w = |e: usize| (net.pos[e] - p.negative * net.neg[e]).max(0.0);
         for i in 0..n {
-            if is_blocked[i] {
+            if is_blocked[i] || out[i] == 0.0 {
                 continue;
             }
-            let out = if established[i] { 1.0 } else { p.probation_out };
-            if out == 0.0 {
-                continue;
-            }
-            let w = |e: usize| (net.pos[e] - p.negative * net.neg[e]).max(0.0);
             let total: f64 = net.edges(i).filter(|&e| !is_blocked[net.col[e] as usize]).map(w).sum();
             if total <= 0.0 {
                 continue;
@@ -435,15 +518,19 @@ impl TrustModel {
                 if is_blocked[j] {
                     continue;
                 }
-                let into = if established[j] { 1.0 } else { p.probation_in };
-                c[e] = out * into * w(e) / total;
+                c[e] = out[i] * into[j] * w(e) / total;
                 sum += c[e];
             }
             row_out[i] = sum;
         }
+        (c, row_out)
+    }
 
-        // Pre-trust: the viewer, and the viewer's own first-hand opinions (no probation factor).
-        let mut pre = vec![0.0f64; n];
+    /// Pre-trust: the viewer, and the viewer's own first-hand opinions (no probation factor).
+    fn pre_trust(&self, v: usize, is_blocked: &[bool]) -> Vec<f64> {
+        let net = &*self.net;
+        let p = &self.params;
+        let mut pre = vec![0.0f64; net.n()];
         let vw = |e: usize| (net.pos[e] - p.negative * net.neg[e]).max(0.0);
         let vtotal: f64 = net.edges(v).filter(|&e| !is_blocked[net.col[e] as usize]).map(vw).sum();
         if vtotal > 0.0 {
@@ -457,10 +544,16 @@ impl TrustModel {
         } else {
             pre[v] = 1.0;
         }
+        pre
+    }
 
-        // Power iteration: t <- (1-a) C^T t + (a + (1-a) leak) p.
+    /// Power iteration: `t <- (1-a) C^T t + (a + (1-a) leak) p`, from `t = p`.
+    fn iterate(&self, c: &[f64], row_out: &[f64], pre: &[f64]) -> (Vec<f64>, u32, bool) {
+        let net = &*self.net;
+        let p = &self.params;
+        let n = net.n();
         let a = p.damping;
-        let mut t = pre.clone();
+        let mut t = pre.to_vec();
         let mut next = vec![0.0f64; n];
         let mut iterations = 0;
         let mut converged = false;
@@ -493,39 +586,7 @@ impl TrustModel {
                 break;
             }
         }
-
-        // Distrust: what trusted reporters said, positive against negative, each reporter's
-        // reports normalised to one.
-        let mut good = vec![0.0f64; n];
-        let mut bad = vec![0.0f64; n];
-        for i in 0..n {
-            if is_blocked[i] || t[i] == 0.0 {
-                continue;
-            }
-            let live = |e: &usize| !is_blocked[net.col[*e] as usize];
-            let total: f64 = net.edges(i).filter(live).map(|e| net.pos[e] + net.neg[e]).sum();
-            if total <= 0.0 {
-                continue;
-            }
-            for e in net.edges(i).filter(live) {
-                let j = net.col[e] as usize;
-                good[j] += t[i] * net.pos[e] / total;
-                bad[j] += t[i] * net.neg[e] / total;
-            }
-        }
-        let score: Vec<f64> = (0..n)
-            .map(|j| {
-                if is_blocked[j] {
-                    0.0
-                } else if bad[j] > 0.0 {
-                    t[j] * good[j] / (good[j] + p.distrust * bad[j])
-                } else {
-                    t[j]
-                }
-            })
-            .collect();
-
-        TrustView::assemble(self, v, t, score, established_at, is_blocked, c, iterations, converged)
+        (t, iterations, converged)
     }
 
     /// When each identity became established in `v`'s view (`None`: not established): a
