@@ -263,15 +263,16 @@ impl Writer {
 /// Batches smaller than this are verified on one thread (a second one costs more than it saves).
 const SPLIT_VERIFY_MIN: usize = 64;
 
-/// `verify_batch` of a batch, in two halves on two threads when the machine has the cores: on two
-/// cores the writer leaves part of a core idle while this stage is busy (measured: verification
-/// ~26 µs a record, the writer ~21), and the second half fills it. Results keep the input's order.
+/// `verify_batch` of a batch, in two halves on two threads when the machine has a core to spare
+/// beyond the two stages of the pipeline (three or more). On two cores it was measured slower: three
+/// busy threads on two cores (paired ratio 0.44-0.46 with it, 0.48-0.49 without, on a quiet machine;
+/// `docs/performance.md`, section 2). Results keep the input's order.
 fn verify_split(
     unverified: Vec<troc_protocol::Unverified>,
 ) -> Vec<Result<troc_protocol::SignedRecord, troc_protocol::RecordError>> {
     static CORES: std::sync::LazyLock<usize> =
         std::sync::LazyLock::new(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    if unverified.len() < SPLIT_VERIFY_MIN || *CORES < 2 {
+    if unverified.len() < SPLIT_VERIFY_MIN || *CORES < 3 {
         return troc_protocol::verify_batch(unverified);
     }
     let mut first = unverified;
