@@ -218,13 +218,11 @@ struct Words {
 }
 
 impl Words {
-    fn get(&self, i: usize) -> (&str, u32) {
-        let (start, len, weight) = self.spans[i];
-        (&self.text[start as usize..start as usize + len as usize], weight)
-    }
-
-    fn len(&self) -> usize {
-        self.spans.len()
+    /// Each word with its summed weight.
+    fn iter(&self) -> impl Iterator<Item = (&str, u32)> {
+        self.spans
+            .iter()
+            .map(|&(start, len, weight)| (&self.text[start as usize..start as usize + len as usize], weight))
     }
 }
 
@@ -619,11 +617,9 @@ impl PreparedQuery {
             return true;
         }
         let (words, _) = listing_words(l);
-        self.terms.iter().all(|t| {
-            (0..words.len())
-                .map(|i| words.get(i).0)
-                .any(|w| if t.prefix { w.starts_with(&t.word) } else { w == t.word })
-        })
+        self.terms
+            .iter()
+            .all(|t| words.iter().any(|(w, _)| if t.prefix { w.starts_with(&t.word) } else { w == t.word }))
     }
 
     /// Kind, category and expiry.
@@ -916,8 +912,7 @@ impl SearchIndex {
         }
         let slot = self.hot.len() as u32;
         let community = self.intern_community(&doc.community);
-        for i in 0..doc.words.len() {
-            let (word, weight) = doc.words.get(i);
+        for (word, weight) in doc.words.iter() {
             self.vocab.add(word, slot, u8::try_from(weight).unwrap_or(u8::MAX));
         }
         for tag in doc.tags {
