@@ -53,7 +53,6 @@
 
 use std::borrow::Borrow;
 use std::cmp::Ordering;
-use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
 
@@ -61,6 +60,8 @@ use serde::{Deserialize, Serialize};
 use troc_protocol::geohash;
 use troc_protocol::limits::MAX_GEOHASH_LEN;
 use troc_protocol::{Category, Kind, Listing, ListingKey, PublicKey, RecordId, Signed, Timestamp};
+
+use crate::FastMap as HashMap;
 
 mod vocab;
 
@@ -119,23 +120,55 @@ fn for_each_token(text: &str, f: impl FnMut(&str)) {
 /// Calls `f` with each word of `text` of 2 to 40 bytes, lower-cased and folded; without stopwords
 /// if `drop_stopwords`.
 fn split_words(text: &str, drop_stopwords: bool, mut f: impl FnMut(&str)) {
-    let mut cur = String::new();
-    let mut flush = |cur: &mut String| {
-        if keep_token(cur) || (!drop_stopwords && cur.len() <= MAX_TOKEN_BYTES && cur.chars().nth(1).is_some()) {
-            f(cur);
+    // Why bytes and not `chars()`: nearly every word of a listing is a run of ASCII letters and
+    // digits, and most are lower-case already. Such a run is handed on where it lies in `text`, with
+    // no copy and no per-character decoding; a word with capitals is copied once and lower-cased; a
+    // word with other characters is collected character by character (folded) in `cur`. The
+    // tokenizer is on every listing's ingest path (the writer's largest cost before this).
+    let mut emit = |t: &str| {
+        if t.len() <= MAX_TOKEN_BYTES && t.chars().nth(1).is_some() && !(drop_stopwords && is_stopword(t)) {
+            f(t);
         }
-        cur.clear();
     };
-    for c in text.chars() {
-        // ASCII first: most text is, and it needs neither Unicode tables nor folding.
-        if c.is_ascii() {
-            if c.is_ascii_alphanumeric() {
-                cur.push(c.to_ascii_lowercase());
-            } else {
-                flush(&mut cur);
+    let bytes = text.as_bytes();
+    let mut cur = String::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        let start = i;
+        let mut upper = false;
+        while let Some(b) = bytes.get(i).filter(|b| b.is_ascii_alphanumeric()) {
+            upper |= b.is_ascii_uppercase();
+            i += 1;
+        }
+        // Does the word end here (end of text or an ASCII separator), or go on with a non-ASCII character?
+        let word_ends = bytes.get(i).is_none_or(|b| b.is_ascii());
+        if cur.is_empty() && word_ends {
+            if upper {
+                cur.push_str(&text[start..i]);
+                cur.make_ascii_lowercase();
+                emit(&cur);
+                cur.clear();
+            } else if i > start {
+                emit(&text[start..i]);
             }
+        } else {
+            let from = cur.len();
+            cur.push_str(&text[start..i]);
+            cur[from..].make_ascii_lowercase();
+            if word_ends {
+                emit(&cur);
+                cur.clear();
+            }
+        }
+        let Some(&b) = bytes.get(i) else { break };
+        if b.is_ascii() {
+            // A separator: the word before it was handed on above.
+            i += 1;
             continue;
         }
+        // `i` is at a character boundary: it only ever moves by ASCII bytes or whole characters.
+        let Some(c) = text[i..].chars().next() else { break };
+        i += c.len_utf8();
         if is_combining_mark(c) {
             // A decomposed accent ("e" + U+0301): part of the word, folded away.
             continue;
@@ -145,14 +178,11 @@ fn split_words(text: &str, drop_stopwords: bool, mut f: impl FnMut(&str)) {
                 push_folded(&mut cur, l);
             }
         } else {
-            flush(&mut cur);
+            emit(&cur);
+            cur.clear();
         }
     }
-    flush(&mut cur);
-}
-
-fn keep_token(t: &str) -> bool {
-    t.len() <= MAX_TOKEN_BYTES && t.chars().nth(1).is_some() && !is_stopword(t)
+    emit(&cur);
 }
 
 /// The longest stopword, in bytes.
@@ -231,8 +261,17 @@ impl Words {
 /// 16 KiB, so even a crafted one costs little: no need for a keyed hash here), without allocating per
 /// word.
 fn listing_words(l: &Listing) -> (Words, u32) {
-    let mut words = Words::default();
-    let mut table: hashbrown::HashTable<u32> = hashbrown::HashTable::new();
+    // Sized once from the text (a word is at least two bytes and a separator), so that neither the
+    // table nor the lists grow and rehash word by word; a listing is at most 16 KiB.
+    let text_len = l.title.len()
+        + l.tags.iter().map(|t| t.len()).sum::<usize>()
+        + l.description.len()
+        + l.terms.conditions.len()
+        + l.terms.availability.len()
+        + l.terms.in_return.len();
+    let most_words = text_len / 3 + 1;
+    let mut words = Words { text: String::with_capacity(text_len), spans: Vec::with_capacity(most_words) };
+    let mut table: hashbrown::HashTable<u32> = hashbrown::HashTable::with_capacity(most_words);
     let mut len = 0u32;
     let hash = |t: &str| t.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3));
     let mut add = |text: &str, w: u32| {
@@ -1381,6 +1420,67 @@ mod tests {
         assert_eq!(run(&index, text("drill ")), [b.id(), a.id()]);
         assert_eq!(run(&index, text("cordless")), [c.id(), a.id()]);
         assert!(run(&index, text("hammer")).is_empty());
+    }
+
+    /// The tokenizer as it was written first, one character at a time: the oracle for the
+    /// byte-wise one.
+    fn split_words_by_chars(text: &str, drop_stopwords: bool) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut cur = String::new();
+        let mut flush = |cur: &mut String| {
+            if cur.len() <= MAX_TOKEN_BYTES && cur.chars().nth(1).is_some() && !(drop_stopwords && is_stopword(cur)) {
+                out.push(cur.clone());
+            }
+            cur.clear();
+        };
+        for c in text.chars() {
+            if is_combining_mark(c) {
+                continue;
+            }
+            if c.is_alphanumeric() {
+                for l in c.to_lowercase() {
+                    push_folded(&mut cur, l);
+                }
+            } else {
+                flush(&mut cur);
+            }
+        }
+        flush(&mut cur);
+        out
+    }
+
+    fn split(text: &str, drop_stopwords: bool) -> Vec<String> {
+        let mut out = Vec::new();
+        split_words(text, drop_stopwords, |t| out.push(t.to_owned()));
+        out
+    }
+
+    #[test]
+    fn the_tokenizer_splits_and_folds() {
+        for (text, want) in [
+            ("Cordless DRILL, 18V (Bosch)", &["cordless", "drill", "18v", "bosch"][..]),
+            ("Große Straße: café crème", &["grosse", "strasse", "cafe", "creme"]),
+            ("e\u{301}te\u{301} x ÉTÉ", &["ete", "ete"]),
+            ("Œuvre—naïve l'été", &["oeuvre", "naive", "ete"]),
+            ("дрель Дрель", &["дрель", "дрель"]),
+            ("the drill and the saw", &["drill", "saw"]),
+            ("", &[]),
+        ] {
+            assert_eq!(split(text, true), want, "{text:?}");
+        }
+        // Over-long words are dropped; 40 bytes is kept.
+        assert_eq!(split(&"a".repeat(41), true), Vec::<String>::new());
+        assert_eq!(split(&"a".repeat(40), true), ["a".repeat(40)]);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_tokenizer_matches_the_character_oracle(
+            text in r"(?s)[a-zA-Z0-9 ,.'éÉèßœŒçıİ\u{301}\u{300}дД日本—_\t\n-]{0,80}|\PC{0,60}",
+            drop in proptest::bool::ANY,
+        ) {
+            proptest::prop_assert_eq!(split(&text, drop), split_words_by_chars(&text, drop));
+        }
     }
 
     #[test]

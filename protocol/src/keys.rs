@@ -35,6 +35,9 @@ impl PublicKey {
         // dalek accepts a few non-canonical encodings of a point; one key must have one encoding (the
         // author bytes are hashed into ids and PeerIds). `is_canonical` says whether re-encoding
         // the decoded point would give these bytes back, without the field inversion that costs.
+        if let Some(key) = recent::get(bytes) {
+            return Ok(PublicKey { key });
+        }
         if !is_canonical(bytes) {
             return Err(RecordError::InvalidKey { field });
         }
@@ -42,6 +45,7 @@ impl PublicKey {
         if key.is_weak() {
             return Err(RecordError::WeakKey { field });
         }
+        recent::insert(bytes, key);
         Ok(PublicKey { key })
     }
 
@@ -83,6 +87,71 @@ impl PublicKey {
     pub fn short(&self) -> String {
         let s = self.to_peer_id().to_base58();
         s.get(8..16).unwrap_or(&s).to_owned()
+    }
+}
+
+/// The keys this thread validated recently.
+///
+/// Why: validating a key means decompressing its curve point (a field exponentiation, ~5 µs), and
+/// the same few hundred or thousand authors sign most of what a node receives. A node's ingest
+/// decoded every author key again for every record; with this, a batch from a known neighbourhood
+/// pays only for the signatures' own points (`docs/performance.md`, section Ingest).
+///
+/// Only keys that passed every check are kept, under their exact 32 bytes, so a hit gives what
+/// validating again would. Per thread (no lock on the decode path); bounded by two generations of
+/// [`recent::GENERATION`] keys: when the current one is full it becomes the previous one and the
+/// old previous one is dropped, and a key found in the previous generation moves back to the current.
+/// At most 2 × 4,096 keys of ~230 bytes (about 2 MiB) per decoding thread.
+mod recent {
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+
+    use ed25519_dalek::VerifyingKey;
+
+    pub(super) const GENERATION: usize = 4096;
+
+    #[derive(Default)]
+    struct Generations {
+        current: HashMap<[u8; 32], VerifyingKey>,
+        previous: HashMap<[u8; 32], VerifyingKey>,
+    }
+
+    impl Generations {
+        fn insert(&mut self, bytes: [u8; 32], key: VerifyingKey) {
+            if self.current.len() >= GENERATION {
+                self.previous = std::mem::take(&mut self.current);
+            }
+            self.current.insert(bytes, key);
+        }
+    }
+
+    thread_local! {
+        static KEYS: RefCell<Generations> = RefCell::default();
+    }
+
+    pub(super) fn get(bytes: &[u8; 32]) -> Option<VerifyingKey> {
+        KEYS.with(|k| {
+            let mut k = k.try_borrow_mut().ok()?;
+            if let Some(key) = k.current.get(bytes) {
+                return Some(*key);
+            }
+            let key = k.previous.remove(bytes)?;
+            k.insert(*bytes, key);
+            Some(key)
+        })
+    }
+
+    pub(super) fn insert(bytes: &[u8; 32], key: VerifyingKey) {
+        KEYS.with(|k| {
+            if let Ok(mut k) = k.try_borrow_mut() {
+                k.insert(*bytes, key);
+            }
+        });
+    }
+
+    #[cfg(test)]
+    pub(super) fn len() -> usize {
+        KEYS.with(|k| k.borrow().current.len() + k.borrow().previous.len())
     }
 }
 
@@ -271,6 +340,38 @@ mod tests {
         assert!(!dbg.contains(&hex::encode([0x42u8; 32])));
         assert!(!dbg.contains("42, 42"));
         assert!(dbg.contains("12D3KooW"));
+    }
+
+    #[test]
+    fn recent_keys_are_bounded_and_give_what_validation_gives() {
+        // Run on a thread of its own: the cache is per thread.
+        std::thread::spawn(|| {
+            let keys: Vec<[u8; 32]> = (0..(2 * recent::GENERATION + 100) as u32)
+                .map(|i| *Identity::from_seed(&seed(i)).public().as_bytes())
+                .collect();
+            for k in &keys {
+                assert_eq!(PublicKey::from_bytes(k).unwrap().as_bytes(), k);
+            }
+            assert!(recent::len() <= 2 * recent::GENERATION, "{}", recent::len());
+            // Hits (the newest keys) and misses (the oldest were dropped) give the same keys.
+            for k in keys.iter().rev().take(10).chain(keys.iter().take(10)) {
+                assert_eq!(PublicKey::from_bytes(k).unwrap().as_bytes(), k);
+            }
+            // Bad keys are never kept: asking again gives the same error.
+            let mut off_curve = [0u8; 32];
+            off_curve[0] = 2;
+            for _ in 0..2 {
+                assert_eq!(PublicKey::from_bytes(&off_curve).unwrap_err().code(), "invalid_key");
+            }
+        })
+        .join()
+        .unwrap();
+
+        fn seed(i: u32) -> [u8; 32] {
+            let mut s = [0u8; 32];
+            s[..4].copy_from_slice(&i.to_le_bytes());
+            s
+        }
     }
 
     #[test]

@@ -13,7 +13,7 @@
 //! Planning needs no sled read at all (a duplicate, a head, a counter are memory lookups), so a new
 //! listing costs sled one write.
 
-use std::collections::{HashMap, HashSet};
+use crate::{FastMap as HashMap, FastSet as HashSet};
 
 use sled::Transactional;
 use sled::transaction::ConflictableTransactionError;
@@ -136,20 +136,27 @@ pub(super) struct Plan<'a> {
 
 impl<'a> Plan<'a> {
     pub fn new(mem: &'a Mem) -> Self {
+        Plan::with_capacity(mem, 0)
+    }
+
+    /// A plan for a batch of about `records` records: the maps every record touches are sized for
+    /// it once, rather than grown and rehashed record by record (a batch is at most
+    /// `MAX_RECORDS_PER_TRANSACTION`).
+    pub fn with_capacity(mem: &'a Mem, records: usize) -> Self {
         Plan {
             mem,
             next_seq: mem.next_seq,
-            ops: Vec::new(),
-            added: HashMap::new(),
-            removed: HashSet::new(),
-            markers: HashMap::new(),
-            listing_heads: HashMap::new(),
-            withdrawal_heads: HashMap::new(),
-            profile_heads: HashMap::new(),
+            ops: Vec::with_capacity(records),
+            added: HashMap::with_capacity_and_hasher(records, Default::default()),
+            removed: HashSet::default(),
+            markers: HashMap::default(),
+            listing_heads: HashMap::with_capacity_and_hasher(records, Default::default()),
+            withdrawal_heads: HashMap::with_capacity_and_hasher(records, Default::default()),
+            profile_heads: HashMap::default(),
             total: 0,
-            author_records: HashMap::new(),
-            author_live: HashMap::new(),
-            batch_deals: HashMap::new(),
+            author_records: HashMap::with_capacity_and_hasher(records, Default::default()),
+            author_live: HashMap::with_capacity_and_hasher(records, Default::default()),
+            batch_deals: HashMap::default(),
         }
     }
 
@@ -695,7 +702,7 @@ impl Store {
             self.inner.apply_transactions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let (ops, next_seq, outcomes) = {
                 let mem = self.mem();
-                let mut plan = Plan::new(&mem);
+                let mut plan = Plan::with_capacity(&mem, part.len());
                 // Proposals and agreements first, so that a record naming one later in the same
                 // batch finds it; outcomes stay in the batch's order.
                 let mut order: Vec<usize> = (0..part.len()).collect();

@@ -14,7 +14,9 @@
 //!
 //! Only the writer changes it (after its sled transaction commits), under the store's `RwLock`.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
+
+use crate::FastMap as HashMap;
 use std::hash::Hash;
 
 use troc_protocol::{Body, CancelReason, Category, Header, Kind, ListingKey, RecordId, RecordType, Timestamp};
@@ -145,7 +147,7 @@ struct Interner<K> {
 
 impl<K> Default for Interner<K> {
     fn default() -> Self {
-        Interner { ids: HashMap::new(), keys: Vec::new(), refs: Vec::new(), free: Vec::new() }
+        Interner { ids: HashMap::default(), keys: Vec::new(), refs: Vec::new(), free: Vec::new() }
     }
 }
 
