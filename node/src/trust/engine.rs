@@ -632,6 +632,18 @@ impl TrustModel {
         let p = &self.params;
         let n = net.n();
         let a = p.damping;
+        // The positive entries of `c` only, in the same order (so the sums are the same).
+        let mut start = Vec::with_capacity(n + 1);
+        let mut cols: Vec<u32> = Vec::with_capacity(c.len());
+        let mut vals: Vec<f64> = Vec::with_capacity(c.len());
+        start.push(0);
+        for i in 0..n {
+            for e in net.edges(i).filter(|&e| c[e] > 0.0) {
+                cols.push(net.col[e]);
+                vals.push(c[e]);
+            }
+            start.push(cols.len());
+        }
         let mut t = pre.to_vec();
         let mut next = vec![0.0f64; n];
         let mut iterations = 0;
@@ -645,10 +657,9 @@ impl TrustModel {
                 if ti == 0.0 {
                     continue;
                 }
-                for e in net.edges(i) {
-                    if c[e] > 0.0 {
-                        next[net.col[e] as usize] += ti * c[e];
-                    }
+                let (s, e) = (start[i], start[i + 1]);
+                for (&j, &cij) in cols[s..e].iter().zip(&vals[s..e]) {
+                    next[j as usize] += ti * cij;
                 }
                 leak += ti * (1.0 - row_out[i]);
             }
