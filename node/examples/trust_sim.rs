@@ -43,6 +43,7 @@ fn main() -> ExitCode {
                 "weight_floor" => p.weight_floor = x,
                 "local_share" => config.local_share = x,
                 "deals_per_honest" => config.deals_per_honest = x,
+                "vouches" => config.vouches_per_identity = x as usize,
                 _ => return usage(),
             }
             continue;

@@ -218,32 +218,78 @@ fn csr<T: Copy>(n: usize, mut items: Vec<(u32, T)>) -> (Vec<usize>, Vec<T>) {
     (row, items.into_iter().map(|(_, v)| v).collect())
 }
 
+/// `a.cmp(b)` for 32-byte strings, by four big-endian words (the library comparison calls
+/// `memcmp`, which dominated the preparation).
+fn cmp32(a: &[u8; 32], b: &[u8; 32]) -> std::cmp::Ordering {
+    let word = |x: &[u8; 32], i: usize| {
+        u64::from_be_bytes([x[i], x[i + 1], x[i + 2], x[i + 3], x[i + 4], x[i + 5], x[i + 6], x[i + 7]])
+    };
+    word(a, 0)
+        .cmp(&word(b, 0))
+        .then_with(|| word(a, 8).cmp(&word(b, 8)))
+        .then_with(|| word(a, 16).cmp(&word(b, 16)))
+        .then_with(|| word(a, 24).cmp(&word(b, 24)))
+}
+
 impl TrustModel {
     /// Prepares `graph` at `now` with `params`.
     pub fn new(graph: &TrustGraph, now: Timestamp, params: TrustParams) -> Self {
-        // Every identity once, in key order (sorting small (bytes, slot) pairs, not keys).
-        let mut seen: Vec<&PublicKey> = Vec::with_capacity(graph.deals().len() * 2);
-        for d in graph.deals() {
+        // Every identity once, in key order. Each party or vouch end is a slot; the slots are sorted
+        // by key (the first eight bytes as an integer first, which decides almost every comparison)
+        // and each slot gets its identity's index, so deals and opinions need no key look-ups.
+        let deal_list: Vec<&super::facts::Deal> = graph.deals().collect();
+        let mut seen: Vec<&PublicKey> = Vec::with_capacity(deal_list.len() * 2 + graph.vouches().len() * 2);
+        for d in &deal_list {
             seen.extend(&d.parties);
         }
         for v in graph.vouches() {
             seen.push(&v.from);
             seen.push(&v.to);
         }
-        let mut all: Vec<(KeyBytes, u32)> = seen.iter().enumerate().map(|(i, k)| (kb(k), i as u32)).collect();
-        all.sort_unstable();
-        all.dedup_by(|a, b| a.0 == b.0);
-        let sorted: Vec<KeyBytes> = all.iter().map(|(b, _)| *b).collect();
-        let keys: Vec<PublicKey> = all.iter().map(|(_, i)| *seen[*i as usize]).collect();
-        let index: HashMap<KeyBytes, u32> = sorted.iter().enumerate().map(|(i, b)| (*b, i as u32)).collect();
+        let prefix = |k: &PublicKey| {
+            let b = k.as_bytes();
+            u64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
+        };
+        let mut order: Vec<(u64, u32)> = seen.iter().enumerate().map(|(i, k)| (prefix(k), i as u32)).collect();
+        order.sort_unstable();
+        let mut slot_ix = vec![0u32; seen.len()];
+        let mut keys: Vec<PublicKey> = Vec::new();
+        let mut run_keys: Vec<&PublicKey> = Vec::new();
+        for run in order.chunk_by(|a, b| a.0 == b.0) {
+            // The distinct keys sharing this prefix (almost always one), in byte order.
+            let same = |a: &PublicKey, b: &PublicKey| cmp32(a.as_bytes(), b.as_bytes()).is_eq();
+            run_keys.clear();
+            for &(_, slot) in run {
+                let k = seen[slot as usize];
+                if !run_keys.iter().any(|r| same(r, k)) {
+                    run_keys.push(k);
+                }
+            }
+            run_keys.sort_unstable_by(|a, b| cmp32(a.as_bytes(), b.as_bytes()));
+            let base = keys.len();
+            keys.extend(run_keys.iter().copied());
+            for &(_, slot) in run {
+                let k = seen[slot as usize];
+                let at = run_keys.iter().position(|r| same(r, k)).unwrap_or(0);
+                slot_ix[slot as usize] = (base + at) as u32;
+            }
+        }
+        let prefixes: Vec<u64> = keys.iter().map(prefix).collect();
+        let index: HashMap<KeyBytes, u32> = keys.iter().enumerate().map(|(i, k)| (kb(k), i as u32)).collect();
         let n = keys.len();
-        // Binary search in the sorted keys: cheaper than hashing 32 bytes, and no allocation.
-        let ix = |k: &PublicKey| sorted.binary_search(k.as_bytes()).ok().map(|i| i as u32);
+        // For the rare fact outside the deals' order: bisection on the prefixes, then the bytes.
+        let ix = |k: &PublicKey| {
+            let p = prefix(k);
+            let start = prefixes.partition_point(|&x| x < p);
+            (start..n).take_while(|&i| prefixes[i] == p).find(|&i| &keys[i] == k).map(|i| i as u32)
+        };
 
         let half_life = params.half_life_secs.max(1) as f64;
         let decay = |at: Timestamp| 0.5f64.powf(now.saturating_sub(at) as f64 / half_life);
 
-        // Per opinion: (from, to, verdict, decayed weight).
+        // Per opinion: (from, to, verdict, decayed weight). Opinions are sorted by deal like the
+        // deals, so one walk finds each opinion's deal; each deal keeps its parties' verdicts.
+        #[derive(Clone, Copy)]
         struct Op {
             from: u32,
             to: u32,
@@ -253,8 +299,28 @@ impl TrustModel {
         let mut ops: Vec<Op> = Vec::with_capacity(graph.opinions().len());
         let mut positives = vec![0u32; n];
         let mut negatives = vec![0u32; n];
+        let mut verdicts: Vec<[Option<Verdict>; 2]> = vec![[None, None]; deal_list.len()];
+        let mut di = 0usize;
         for o in graph.opinions() {
-            let (Some(from), Some(to)) = (ix(&o.from), ix(&o.about)) else { continue };
+            while di < deal_list.len() && cmp32(deal_list[di].id.as_bytes(), o.deal.as_bytes()).is_lt() {
+                di += 1;
+            }
+            let same = |a: &PublicKey, b: &PublicKey| cmp32(a.as_bytes(), b.as_bytes()).is_eq();
+            let in_deal =
+                deal_list.get(di).filter(|d| cmp32(d.id.as_bytes(), o.deal.as_bytes()).is_eq()).and_then(|d| {
+                    let side = d.parties.iter().position(|p| same(p, &o.from))?;
+                    same(&d.parties[1 - side], &o.about).then_some(side)
+                });
+            let (from, to) = match in_deal {
+                Some(side) => {
+                    verdicts[di][side] = Some(o.verdict);
+                    (slot_ix[2 * di + side], slot_ix[2 * di + 1 - side])
+                }
+                None => {
+                    let (Some(from), Some(to)) = (ix(&o.from), ix(&o.about)) else { continue };
+                    (from, to)
+                }
+            };
             let base = match o.verdict {
                 Verdict::Positive => params.positive,
                 Verdict::Satisfied => params.satisfied,
@@ -269,11 +335,30 @@ impl TrustModel {
             ops.push(Op { from, to, verdict: o.verdict, w: base * decay(o.at) });
         }
         // Strongest positive first within a pair, so the k-th strongest weighs 1/k.
-        ops.sort_by(|a, b| {
-            (a.from, a.to).cmp(&(b.from, b.to)).then(b.w.total_cmp(&a.w)).then(a.verdict.cmp(&b.verdict))
-        });
+        // A counting sort by author, then each author's few opinions by (subject, weight, verdict).
+        let ops = {
+            let mut start = vec![0usize; n + 1];
+            for o in &ops {
+                start[o.from as usize + 1] += 1;
+            }
+            for i in 0..n {
+                start[i + 1] += start[i];
+            }
+            let mut sorted: Vec<Op> = ops.clone();
+            let mut next = start.clone();
+            for o in ops {
+                sorted[next[o.from as usize]] = o;
+                next[o.from as usize] += 1;
+            }
+            for i in 0..n {
+                sorted[start[i]..start[i + 1]]
+                    .sort_unstable_by(|a, b| a.to.cmp(&b.to).then(b.w.total_cmp(&a.w)).then(a.verdict.cmp(&b.verdict)));
+            }
+            sorted
+        };
+        let vbase = deal_list.len() * 2;
         let mut vouch_pairs: Vec<(u32, u32)> =
-            graph.vouches().iter().filter_map(|v| Some((ix(&v.from)?, ix(&v.to)?))).collect();
+            (0..graph.vouches().len()).map(|k| (slot_ix[vbase + 2 * k], slot_ix[vbase + 2 * k + 1])).collect();
         vouch_pairs.sort_unstable();
         vouch_pairs.dedup();
         let mut vouches_in = vec![0u32; n];
@@ -331,21 +416,15 @@ impl TrustModel {
         let vouched = edges.iter().map(|e| e.vouched).collect();
 
         // Age witnesses and counterparties, from completed deals.
-        // Opinions are sorted by deal then author: the (at most two) of a deal are found by bisection.
-        let opinions = graph.opinions();
-        let verdict_of = |deal: &troc_protocol::RecordId, from: &PublicKey| {
-            let start = opinions.partition_point(|o| o.deal < *deal);
-            opinions[start..].iter().take_while(|o| o.deal == *deal).find(|o| &o.from == from).map(|o| o.verdict)
-        };
         let mut wit: Vec<(u32, (u32, Timestamp))> = Vec::new();
         let mut cps: Vec<(u32, u32)> = Vec::new();
         let mut deals_completed = vec![0u32; n];
         let mut first_deal = vec![Timestamp::MAX; n];
-        for d in graph.deals() {
+        for (di, d) in deal_list.iter().enumerate() {
             if d.outcome != DealOutcome::Completed {
                 continue;
             }
-            let (Some(a), Some(b)) = (ix(&d.parties[0]), ix(&d.parties[1])) else { continue };
+            let (a, b) = (slot_ix[2 * di], slot_ix[2 * di + 1]);
             deals_completed[a as usize] += 1;
             deals_completed[b as usize] += 1;
             for x in [a as usize, b as usize] {
@@ -353,8 +432,8 @@ impl TrustModel {
             }
             cps.push((a, b));
             cps.push((b, a));
-            for (e, x, who) in [(a, b, &d.parties[0]), (b, a, &d.parties[1])] {
-                if verdict_of(&d.id, who) != Some(Verdict::Negative) {
+            for (side, (e, x)) in [(a, b), (b, a)].into_iter().enumerate() {
+                if verdicts[di][side] != Some(Verdict::Negative) {
                     wit.push((e, (x, d.at)));
                 }
             }
@@ -553,6 +632,18 @@ impl TrustModel {
         let p = &self.params;
         let n = net.n();
         let a = p.damping;
+        // The positive entries of `c` only, in the same order (so the sums are the same).
+        let mut start = Vec::with_capacity(n + 1);
+        let mut cols: Vec<u32> = Vec::with_capacity(c.len());
+        let mut vals: Vec<f64> = Vec::with_capacity(c.len());
+        start.push(0);
+        for i in 0..n {
+            for e in net.edges(i).filter(|&e| c[e] > 0.0) {
+                cols.push(net.col[e]);
+                vals.push(c[e]);
+            }
+            start.push(cols.len());
+        }
         let mut t = pre.to_vec();
         let mut next = vec![0.0f64; n];
         let mut iterations = 0;
@@ -566,10 +657,9 @@ impl TrustModel {
                 if ti == 0.0 {
                     continue;
                 }
-                for e in net.edges(i) {
-                    if c[e] > 0.0 {
-                        next[net.col[e] as usize] += ti * c[e];
-                    }
+                let (s, e) = (start[i], start[i + 1]);
+                for (&j, &cij) in cols[s..e].iter().zip(&vals[s..e]) {
+                    next[j as usize] += ti * cij;
                 }
                 leak += ti * (1.0 - row_out[i]);
             }

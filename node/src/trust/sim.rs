@@ -18,7 +18,7 @@ use std::time::Instant;
 use thiserror::Error;
 use troc_protocol::{
     Agreement, Completion, Identity, Kind, ListingKey, Nonce, PartiallySigned, PublicKey, Rating, RecordError,
-    RecordId, Review, Signed, SignedRecord, Timestamp,
+    RecordId, Review, Signed, SignedRecord, Timestamp, Vouch,
 };
 
 use super::engine::{TrustModel, TrustParams};
@@ -56,6 +56,9 @@ pub struct SimConfig {
     pub sybil_partners: usize,
     /// Fake deals per Sybil pair.
     pub sybil_deals_per_pair: usize,
+    /// Vouches each identity gives: an honest person for people they know personally (three in
+    /// four in their neighbourhood, the others anywhere), a Sybil for other Sybils.
+    pub vouches_per_identity: usize,
     /// Signing threads.
     pub threads: usize,
     pub params: TrustParams,
@@ -74,6 +77,7 @@ impl SimConfig {
             local_share: 0.85,
             sybil_partners: 16,
             sybil_deals_per_pair: 6,
+            vouches_per_identity: 3,
             threads: std::thread::available_parallelism().map_or(2, |n| n.get()).min(8),
             params: TrustParams::default(),
         }
@@ -709,8 +713,43 @@ fn build_world(config: &SimConfig, rng: &mut SimRng) -> Result<World, SimError> 
         }
     }
     specs.extend(special_specs);
+    // Vouches: every honest person vouches for a few people they know personally, most in their
+    // neighbourhood, some anywhere; every Sybil for other Sybils. Newcomers, whitewashers' fresh
+    // keys and their old keys give and receive none (so nothing in their figures comes from them).
+    let mut vouch_pairs: Vec<(usize, usize)> = Vec::new();
+    for &h in &honest {
+        if pop.roles[h] != Role::Honest {
+            continue;
+        }
+        let mut chosen = std::collections::BTreeSet::new();
+        let mut tries = 0;
+        while chosen.len() < config.vouches_per_identity && tries < 20 * config.vouches_per_identity.max(1) {
+            tries += 1;
+            let pool = if rng.unit() < 0.75 { &hoods[h % config.neighbourhoods] } else { &honest };
+            let x = pool[rng.below(pool.len())];
+            if x != h && pop.roles[x] == Role::Honest {
+                chosen.insert(x);
+            }
+        }
+        vouch_pairs.extend(chosen.into_iter().map(|x| (h, x)));
+    }
+    for (i, &s) in sybils.iter().enumerate() {
+        let mut chosen = std::collections::BTreeSet::new();
+        while chosen.len() < config.vouches_per_identity.min(sybils.len() - 1) {
+            let x = sybils[rng.below(sybils.len())];
+            if x != sybils[i] {
+                chosen.insert(x);
+            }
+        }
+        vouch_pairs.extend(chosen.into_iter().map(|x| (s, x)));
+    }
     let Population { ids, roles, hood } = pop;
-    let records = sign_deals(&ids, &specs, rng.next_u64(), config.threads)?;
+    let mut records = sign_deals(&ids, &specs, rng.next_u64(), config.threads)?;
+    for (from, to) in vouch_pairs {
+        let at = past_year(rng);
+        let vouch = Vouch { subject: *ids[to].public(), context: "known".into(), expires_at: SIM_NOW + 365 * DAY };
+        records.push(Signed::sign(&ids[from], at, vouch)?.into_any());
+    }
     let mut base = RecordFacts::new();
     for r in &records {
         base.add(r);
