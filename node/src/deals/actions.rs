@@ -338,7 +338,11 @@ impl NodeHandle {
             return Ok(g);
         }
         // A deal of other people, seen through its public records.
-        let r = self.store().get(id)?.ok_or_else(|| DealError::NotFound(format!("deal {id}")))?;
+        let mut r = self.store().get(id)?.ok_or_else(|| DealError::NotFound(format!("deal {id}")))?;
+        if let Body::Revocation(v) = r.body() {
+            // A revocation: the deal of the record it revokes.
+            r = self.store().get(&v.target)?.ok_or_else(|| DealError::NotFound(format!("deal {id}")))?;
+        }
         let agreement = match r.record_type() {
             RecordType::Agreement => r.id(),
             _ => state::deal_of(r.body()).ok_or_else(|| DealError::NotFound(format!("deal {id}")))?,

@@ -192,15 +192,53 @@ pub(crate) async fn run(
 }
 
 fn is_deal_type(t: RecordType) -> bool {
-    !matches!(
-        t,
-        RecordType::Profile | RecordType::Listing | RecordType::Withdrawal | RecordType::Vouch | RecordType::Revocation
-    )
+    !matches!(t, RecordType::Profile | RecordType::Listing | RecordType::Withdrawal | RecordType::Vouch)
+}
+
+/// Says `deal_revocation` for a revocation of a record of one of our deals, or `deal_annulled`
+/// once both parties revoked the agreement (the store then dropped it).
+fn on_revocation(ctx: &DealCtx, r: &SignedRecord, target: &RecordId) {
+    let me = ctx.me();
+    match ctx.store.get(target) {
+        Ok(Some(t)) => {
+            let deal = match t.body() {
+                Body::Agreement(_) => t.id(),
+                body => match state::deal_of(body) {
+                    Some(d) => d,
+                    None => return,
+                },
+            };
+            let Ok(Some(agreement)) = ctx.store.get(&deal) else { return };
+            let Body::Agreement(a) = agreement.body() else { return };
+            let parties = [*agreement.author(), a.counterparty];
+            if !parties.contains(&me) {
+                return;
+            }
+            let peer =
+                if *r.author() == me { if parties[0] == me { parties[1] } else { parties[0] } } else { *r.author() };
+            ctx.event("deal_revocation", deal, peer, Some(r.id()));
+        }
+        Ok(None) => {
+            // Gone: annulled if we and one other person revoked it.
+            let Ok(revocations) = ctx.store.records_referencing(target) else { return };
+            let by: Vec<PublicKey> = state::revokers(target, &revocations);
+            if let Some(peer) = by.iter().find(|p| **p != me)
+                && by.contains(&me)
+                && ctx.store.is_refused(target).unwrap_or(false)
+            {
+                ctx.event("deal_annulled", *target, *peer, Some(r.id()));
+            }
+        }
+        Err(_) => {}
+    }
 }
 
 /// Says `deal_<type>` for a stored deal record that concerns us.
 fn on_stored(ctx: &DealCtx, id: RecordId) {
     let Ok(Some(r)) = ctx.store.get(&id) else { return };
+    if let Body::Revocation(v) = r.body() {
+        return on_revocation(ctx, &r, &v.target);
+    }
     let me = ctx.me();
     let (deal, other) = match r.body() {
         Body::Proposal(p) => (r.id(), if *r.author() == me { p.counterparty } else { *r.author() }),
