@@ -40,6 +40,27 @@ pub const REMIND_BEFORE_SECS: u64 = 24 * 3600;
 /// Longest wait between two attempts to deliver a message.
 const MAX_BACKOFF_SECS: u64 = 600;
 
+/// The clock of the deal service's reminders and of the deal views (due soon, overdue, ended): the
+/// system clock, plus an offset that tests (and tools that simulate time) move forward with
+/// [`DealClock::advance`], so reminders can be tested without waiting days. Records are always
+/// signed with the system clock.
+#[derive(Debug, Clone, Default)]
+pub struct DealClock {
+    offset: Arc<std::sync::atomic::AtomicI64>,
+}
+
+impl DealClock {
+    /// Now, as the deal service sees it (Unix seconds).
+    pub fn now(&self) -> Timestamp {
+        now_secs().saturating_add_signed(self.offset.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// Moves this clock `secs` seconds forward (backward if negative).
+    pub fn advance(&self, secs: i64) {
+        self.offset.fetch_add(secs, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// Messages to the deal service.
 #[derive(Debug)]
 pub(crate) enum ToDeals {
@@ -75,6 +96,7 @@ pub(crate) struct DealCtx {
     pub metrics: Metrics,
     pub outbox: OutboxLimits,
     pub to_deals: mpsc::Sender<ToDeals>,
+    pub clock: DealClock,
 }
 
 impl std::fmt::Debug for DealCtx {
@@ -581,7 +603,7 @@ async fn reveal(ctx: &DealCtx) {
 fn remind(ctx: &DealCtx) {
     let me = ctx.me();
     let Ok(records) = ctx.store.deals_of(&me) else { return };
-    let now = now_secs();
+    let now = ctx.clock.now();
     for g in state::group(records) {
         let Some(view) = state::derive(&g, now) else { continue };
         let (Some(agreement), Some(due)) = (view.agreement, view.due) else { continue };
