@@ -187,6 +187,21 @@ async fn a_swap_a_give_and_a_no_show() {
     assert_eq!(reviews.len(), 1);
     assert_eq!((reviews[0].state, reviews[0].subject), ("hidden", pb));
 
+    // A counter-proposal accepted, then a dispute.
+    let end = now() + 3 * 86400;
+    let first = b.handle.propose(proposal(&pa, &pa, Kind::Lend, Some(end))).await.expect("propose");
+    wait_until(LIMIT, "proposal delivered", || async { has(&a, &first.id()).await }).await;
+    let mut shorter = proposal(&pb, &pa, Kind::Lend, Some(end - 86400));
+    shorter.message = "Two days only.".into();
+    let counter = a.handle.counter(first.id(), shorter).await.expect("counter");
+    wait_status(&b, &counter.id(), DealStatus::Countered, "countered on the proposer's node").await;
+    let lent = b.handle.accept_proposal(counter.id()).await.expect("accept the counter");
+    assert!(lent.agreed, "both online: agreed at once");
+    wait_status(&a, &lent.agreement, DealStatus::Agreed, "the counter agreed on both").await;
+    assert_eq!(a.handle.deal(&lent.agreement).unwrap().due, Some(end - 86400), "the countered due date");
+    b.handle.cancel_deal(lent.agreement, CancelReason::Dispute, "Not as described.".into()).await.unwrap();
+    wait_status(&a, &lent.agreement, DealStatus::Disputed, "disputed on both").await;
+
     // Declined and withdrawn proposals stay between the two.
     let p = b.handle.propose(proposal(&pa, &pa, Kind::Give, None)).await.unwrap();
     wait_until(LIMIT, "proposal delivered", || async { has(&a, &p.id()).await }).await;
@@ -205,6 +220,9 @@ async fn a_swap_a_give_and_a_no_show() {
     })
     .await;
     assert!(!has(&a, &refused.id()).await);
+    // And their deals are hidden from a's views.
+    assert!(a.handle.deals().unwrap().iter().all(|v| v.proposer != pb && v.receiver != pb));
+    assert!(a.handle.inbox().unwrap().iter().all(|i| i.peer != pb));
 }
 
 /// Waits for a `deal_*` event of `kind` about `deal` on `rx`.
@@ -275,6 +293,12 @@ async fn a_peer_over_the_deal_rate_is_refused_and_counted_and_honest_deals_go_th
     let honest = spawn(48, &[], &[&b]).await;
     let pb = *b.identity.public();
     wait_until(LIMIT, "b connected to both", || async { b.handle.peers().await.unwrap_or_default().len() >= 2 }).await;
+
+    // A message that is not a record: a typed refusal, counted; nothing breaks.
+    let bad = DealRequest { msg: 1, body: DealMessage::Record { bytes: vec![0; 8] } };
+    let answer = flooder.handle.send_deal_message(&pb, bad).await.expect("answered").answer;
+    let DealAnswer::Refused { code, .. } = answer else { panic!("garbage accepted: {answer:?}") };
+    assert_eq!(b.handle.metrics().rejected_total(&code), 1, "{code} counted, once");
 
     // 160 messages, over the burst of 50 at 5 a second: one valid proposal again and again
     // (invalid records would get the flooder disconnected for abuse before its rate runs out).

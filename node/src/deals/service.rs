@@ -161,8 +161,14 @@ pub(crate) async fn run(
                 Some(ToDeals::Inbound { peer, request, channel }) => {
                     let ctx = ctx.clone();
                     tasks.spawn(async move {
-                        let answer = answer(&ctx, peer, &request).await;
-                        if let DealAnswer::Refused { code, .. } = &answer {
+                        let (answer, ingested) = answer(&ctx, peer, &request).await;
+                        // Counted once: a record refused by the ingest path is counted there; a
+                        // transient refusal (retried later) is no rejection.
+                        if let DealAnswer::Refused { code, .. } = &answer
+                            && !ingested
+                            && !is_transient(code)
+                            && code != "store_error"
+                        {
                             ctx.metrics.reject(Source::Deal, code);
                         }
                         let response = DealResponse { msg: request.msg, answer };
@@ -424,29 +430,31 @@ async fn completed(ctx: &DealCtx, e: &OutboxEntry, signature: &[u8]) {
     }
 }
 
-/// Answers one direct request from `peer`.
-async fn answer(ctx: &DealCtx, peer: PeerId, request: &DealRequest) -> DealAnswer {
+/// Answers one direct request from `peer`; the flag says whether the answer comes from the ingest
+/// path (which counted its own rejections).
+async fn answer(ctx: &DealCtx, peer: PeerId, request: &DealRequest) -> (DealAnswer, bool) {
     let refuse = |code: &str, message: String| DealAnswer::Refused { code: code.to_owned(), message };
     let Ok(from) = PublicKey::from_peer_id(&peer) else {
-        return refuse("author_mismatch", "the peer has no ed25519 key".into());
+        return (refuse("author_mismatch", "the peer has no ed25519 key".into()), false);
     };
     match ctx.store.is_blocked(&from) {
-        Ok(true) => return refuse("blocked", "you are blocked on this node".into()),
+        Ok(true) => return (refuse("blocked", "you are blocked on this node".into()), false),
         Ok(false) => {}
-        Err(e) => return refuse("store_error", e.to_string()),
+        Err(e) => return (refuse("store_error", e.to_string()), false),
     }
     match &request.body {
         DealMessage::Record { bytes } => {
-            match ctx.ingest(Origin::Deal { peer }, vec![bytes.clone()]).await.and_then(|mut v| v.pop()) {
+            let answer = match ctx.ingest(Origin::Deal { peer }, vec![bytes.clone()]).await.and_then(|mut v| v.pop()) {
                 Some(ItemResult::Stored { .. } | ItemResult::Duplicate { .. }) => DealAnswer::Stored,
                 Some(ItemResult::NotKept { reason, .. }) if is_transient(&reason) => refuse(&reason, reason.clone()),
                 // Valid but not kept (stale, a quota): nothing more to deliver.
                 Some(ItemResult::NotKept { .. }) => DealAnswer::Stored,
                 Some(ItemResult::Rejected { code, reason }) => refuse(code, reason),
                 None => refuse("busy", "the node is shutting down".into()),
-            }
+            };
+            (answer, true)
         }
-        DealMessage::Cosign { bytes } => cosign(ctx, &from, bytes).await,
+        DealMessage::Cosign { bytes } => (cosign(ctx, &from, bytes).await, false),
     }
 }
 

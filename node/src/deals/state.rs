@@ -144,9 +144,23 @@ pub fn group(records: Vec<SignedRecord>) -> Vec<DealRecords> {
             g.others.push(r);
         }
     }
+    // A negotiation in its order: by how many proposals each one counters (two signed in the same
+    // second keep the order of the chain, not of their ids), then by time.
+    let depth = |p: &Signed<Proposal>| {
+        let mut d = 0usize;
+        let mut at = p.body().supersedes;
+        while let Some(prev) = at.and_then(|id| proposals.get(&id)) {
+            d += 1;
+            if d > proposals.len() {
+                break;
+            }
+            at = prev.body().supersedes;
+        }
+        d
+    };
     let mut out: Vec<DealRecords> = groups.into_values().collect();
     for g in &mut out {
-        g.proposals.sort_by_key(|p| (p.created_at(), p.id()));
+        g.proposals.sort_by_cached_key(|p| (depth(p), p.created_at(), p.id()));
     }
     out.sort_by_key(|g| std::cmp::Reverse(latest(g)));
     out
@@ -729,6 +743,30 @@ mod tests {
         assert_eq!((by(&bob).state, by(&bob).rating.is_some(), by(&bob).text.is_some()), ("revoked", false, false));
         assert!(
             v.revocations.iter().any(|r| r.target_type == RecordType::Agreement && r.effect == "pending_annulment")
+        );
+    }
+
+    #[test]
+    fn a_counter_signed_in_the_same_second_is_the_latest_proposal() {
+        let (alice, bob, p, _) = loan();
+        // A counter made in the same second, with an id below the proposal's (found by trying):
+        // ordering by time then id would take the proposal for the latest.
+        let counter = (0..64)
+            .map(|n| {
+                let body = Proposal {
+                    counterparty: *bob.public(),
+                    supersedes: Some(p.id()),
+                    message: format!("Two days only ({n})"),
+                    ..p.body().clone()
+                };
+                Signed::sign(&alice, p.created_at(), body).unwrap()
+            })
+            .find(|c| c.id() < p.id())
+            .expect("one of 64 ids is below");
+        let v = status(vec![counter.clone().into_any(), p.into_any()], T);
+        assert_eq!(
+            (v.status, v.proposal, v.waiting_for),
+            (DealStatus::Countered, Some(counter.id()), Some(*bob.public()))
         );
     }
 
