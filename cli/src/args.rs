@@ -1020,8 +1020,11 @@ pub enum DealCommand {
     /// Cancel an agreement: cancelled, no_show or dispute.
     #[command(after_help = "Examples:\n  troc deal cancel 9c1e77aa --reason no_show --note \"Waited an hour\"")]
     Cancel(CancelArgs),
-    /// Ask to move a loan's due date, or accept such a request (--accept REQUEST).
-    #[command(after_help = "Examples:\n  troc deal extend 9c1e77aa --days 3\n  troc deal extend --accept 4be0c1...")]
+    /// Ask to move a loan's due date, or accept (--accept REQUEST) or decline (--decline REQUEST) such a request.
+    #[command(
+        after_help = "Examples:\n  troc deal extend 9c1e77aa --days 3\n  troc deal extend --accept 4be0c1...\n  \
+                      troc deal extend --decline 4be0c1..."
+    )]
     Extend(ExtendArgs),
     /// List your deals.
     #[command(after_help = "Examples:\n  troc deal list\n  troc deal list --json")]

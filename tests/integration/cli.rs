@@ -566,4 +566,23 @@ fn a_loan_through_the_cli() {
     assert_eq!(code(&troc(&a_home, &["deal", "show", &"ab".repeat(32)])), Some(4), "no such deal: not found");
     assert_eq!(code(&troc(&a_home, &["deal", "show", "xyz"])), Some(2), "a bad deal id: usage");
     assert_eq!(code(&troc(&a_home, &["deal", "accept", &deal])), Some(5), "an agreed deal: conflict");
+
+    // Another proposal, countered by a, the counter declined by b; then b blocked and unblocked.
+    let again = troc_json(&b_home, &["deal", "propose", &listing, "--days", "3", "-m", "Again?"]);
+    let again = again["proposal"].as_str().expect("a proposal id").to_owned();
+    poll(PROPAGATION, "the second proposal on a", || {
+        (troc(&a_home, &["deal", "show", &again]).status.code() == Some(0)).then_some(())
+    });
+    let countered = troc_json(&a_home, &["deal", "counter", &again, "--days", "1", "-m", "One day?"]);
+    let counter = countered["proposal"].as_str().expect("the counter's id").to_owned();
+    let state =
+        |home: &Path, id: &str| troc_json(home, &["deal", "show", id])["status"].as_str().unwrap_or("").to_owned();
+    poll(PROPAGATION, "countered on b", || (state(&b_home, &counter) == "countered").then_some(()));
+    troc_json(&b_home, &["deal", "decline", &counter, "--note", "Too short"]);
+    poll(PROPAGATION, "declined on a", || (state(&a_home, &counter) == "declined").then_some(()));
+    troc_json(&a_home, &["block", &b_id]);
+    let blocked = troc_json(&a_home, &["block", "--list"]);
+    assert_eq!(blocked["blocked"], json!([b_id]), "{blocked}");
+    troc_json(&a_home, &["unblock", &b_id]);
+    assert_eq!(troc_json(&a_home, &["block", "--list"])["blocked"], json!([]));
 }
