@@ -594,6 +594,8 @@ pub enum EventType {
     DealDueSoon,
     DealOverdue,
     DealMessageRefused,
+    DealRevocation,
+    DealAnnulled,
 }
 
 impl EventType {
@@ -624,6 +626,8 @@ impl EventType {
             EventType::DealDueSoon => "deal_due_soon",
             EventType::DealOverdue => "deal_overdue",
             EventType::DealMessageRefused => "deal_message_refused",
+            EventType::DealRevocation => "deal_revocation",
+            EventType::DealAnnulled => "deal_annulled",
         }
     }
 }
@@ -1016,8 +1020,11 @@ pub enum DealCommand {
     /// Cancel an agreement: cancelled, no_show or dispute.
     #[command(after_help = "Examples:\n  troc deal cancel 9c1e77aa --reason no_show --note \"Waited an hour\"")]
     Cancel(CancelArgs),
-    /// Ask to move a loan's due date, or accept such a request (--accept REQUEST).
-    #[command(after_help = "Examples:\n  troc deal extend 9c1e77aa --days 3\n  troc deal extend --accept 4be0c1...")]
+    /// Ask to move a loan's due date, or accept (--accept REQUEST) or decline (--decline REQUEST) such a request.
+    #[command(
+        after_help = "Examples:\n  troc deal extend 9c1e77aa --days 3\n  troc deal extend --accept 4be0c1...\n  \
+                      troc deal extend --decline 4be0c1..."
+    )]
     Extend(ExtendArgs),
     /// List your deals.
     #[command(after_help = "Examples:\n  troc deal list\n  troc deal list --json")]
@@ -1095,14 +1102,18 @@ pub struct CancelArgs {
 #[derive(Debug, Args)]
 pub struct ExtendArgs {
     /// The deal (to ask for an extension).
-    #[arg(value_name = "DEAL", value_parser = parse_deal_ref, required_unless_present = "accept")]
+    #[arg(value_name = "DEAL", value_parser = parse_deal_ref, required_unless_present_any = ["accept", "decline"])]
     pub deal: Option<String>,
     /// Days added to the due date.
-    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=365), required_unless_present = "accept")]
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=365), required_unless_present_any = ["accept", "decline"])]
     pub days: Option<u16>,
     /// Accept the extension request with this id (see `troc inbox`).
-    #[arg(long, value_name = "REQUEST", conflicts_with_all = ["deal", "days"], value_parser = parse_record_id)]
+    #[arg(long, value_name = "REQUEST", conflicts_with_all = ["deal", "days", "decline"], value_parser = parse_record_id)]
     pub accept: Option<String>,
+    /// Decline the extension request with this id (see `troc inbox`): it is dropped, nothing is
+    /// published, the due date stays.
+    #[arg(long, value_name = "REQUEST", conflicts_with_all = ["deal", "days"], value_parser = parse_record_id)]
+    pub decline: Option<String>,
 }
 
 #[derive(Debug, Args)]

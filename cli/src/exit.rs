@@ -72,7 +72,7 @@ pub fn exit_for_api_code(status: u16, code: &str) -> u8 {
     match code {
         "bad_request" => USAGE,
         "not_found" => NOT_FOUND,
-        "ambiguous" | "conflict" | "not_yours" | "not_revocable" => CONFLICT,
+        "ambiguous" | "conflict" | "not_yours" | "not_revocable" | "already_built_on" => CONFLICT,
         "unavailable" => NOT_RUNNING,
         "timeout" => ERROR,
         _ => match status {
@@ -164,6 +164,7 @@ mod tests {
         assert_eq!(exit_for_api_code(409, "conflict"), CONFLICT);
         assert_eq!(exit_for_api_code(403, "not_yours"), CONFLICT);
         assert_eq!(exit_for_api_code(409, "not_revocable"), CONFLICT);
+        assert_eq!(exit_for_api_code(409, "already_built_on"), CONFLICT);
         assert_eq!(exit_for_api_code(400, "bad_request"), USAGE);
         assert_eq!(exit_for_api_code(503, "unavailable"), NOT_RUNNING);
         assert_eq!(exit_for_api_code(503, "timeout"), ERROR);

@@ -56,6 +56,13 @@ pub const NODE_CODES: &[&str] = &[
     "not_for_us",
     "deal_rate_limited",
     "bad_deal_message",
+    // A partially signed agreement that matches no live proposal of ours.
+    "no_matching_proposal",
+    // A local revocation refused (docs/protocol.md section 14, revocations): a record that cannot
+    // be revoked (a withdrawal, a revocation, a closed proposal), or a deal step the other party
+    // already built on.
+    "not_revocable",
+    "already_built_on",
 ];
 
 /// What the store did with records that passed verification.

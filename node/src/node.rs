@@ -231,6 +231,7 @@ impl Node {
             metrics: metrics.clone(),
             outbox: crate::store::OutboxLimits::default(),
             to_deals: to_deals_tx.clone(),
+            clock: crate::deals::service::DealClock::default(),
         };
         let deal_service = tokio::spawn(crate::deals::service::run(
             deals.clone(),

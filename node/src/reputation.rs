@@ -71,11 +71,53 @@ pub const DEFAULT_VOUCH_DAYS: u64 = 365;
 pub const MAX_VOUCH_DAYS: u64 = MAX_VOUCH_LIFETIME_SECS / DAY;
 /// The most vouches listed in each direction by [`NodeHandle::vouches`].
 pub const MAX_VOUCHES_LISTED: usize = 1000;
-/// The record types a person may revoke: what they said alone. Deal records are facts both parties
-/// lived through (a deal is cancelled or disputed instead), a listing is withdrawn, and a revocation
-/// is final.
-pub const REVOCABLE: &[RecordType] =
-    &[RecordType::Review, RecordType::ReviewCommitment, RecordType::Vouch, RecordType::Profile, RecordType::Listing];
+/// The record types whose revocation erases them on every node (deleted and refused for good):
+/// what their author said alone and nobody built on. Every other record is kept and the revocation
+/// stored beside it (`docs/protocol.md` section 14, revocations; [`RevokeEffect`]).
+pub const ERASED_BY_REVOCATION: &[RecordType] = &[RecordType::Profile, RecordType::Listing, RecordType::Vouch];
+
+/// What revoking a record does (`POST /v1/records/{id}/revoke`, `troc revoke`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RevokeEffect {
+    /// A profile, listing or vouch: deleted and refused by every node that gets the revocation.
+    Erased,
+    /// A review or review commitment: it no longer counts and its content is no longer shown; it
+    /// keeps its place (no second review of the same deal).
+    Withdrawn,
+    /// A deal step (handover, return, acknowledgement, completion, cancellation) the other party
+    /// had not built on: it no longer counts in the deal's state.
+    Undone,
+    /// An agreement or extension the other party has not revoked: recorded, no other effect until
+    /// they revoke it too.
+    WaitingForOtherParty,
+    /// An agreement (or extension) both parties revoked: the agreement is annulled with every
+    /// record naming it; an extension no longer moves the due date.
+    Annulled,
+    /// A proposal: withdrawn (a private cancellation sent to the other party, never gossiped).
+    ProposalWithdrawn,
+}
+
+impl RevokeEffect {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RevokeEffect::Erased => "erased",
+            RevokeEffect::Withdrawn => "withdrawn",
+            RevokeEffect::Undone => "undone",
+            RevokeEffect::WaitingForOtherParty => "waiting_for_other_party",
+            RevokeEffect::Annulled => "annulled",
+            RevokeEffect::ProposalWithdrawn => "proposal_withdrawn",
+        }
+    }
+}
+
+/// A revocation made: the record that does it (a revocation; for a proposal, the cancellation that
+/// withdraws it) and its effect.
+#[derive(Debug, Clone)]
+pub struct Revoked {
+    pub record: SignedRecord,
+    pub effect: RevokeEffect,
+}
 
 const DAY: u64 = 24 * 3600;
 /// Records read and verified per chunk when loading the facts.
@@ -96,8 +138,10 @@ pub enum ReputationError {
     NotFound(RecordId),
     #[error("record {0} is someone else's: only its author can revoke it")]
     NotYours(RecordId),
-    #[error("a {0} cannot be revoked (deal records are cancelled or disputed, listings withdrawn)")]
+    #[error("{0}")]
     NotRevocable(&'static str),
+    #[error("the other party already built on this {0} (signed a record of the deal after it): it stands")]
+    BuiltOn(&'static str),
     #[error("{0}")]
     Invalid(String),
     #[error("the node did not keep the record: {reason}")]
@@ -422,10 +466,20 @@ impl NodeHandle {
         Ok(signed)
     }
 
-    /// Revokes one of this person's records (a review, a review commitment, a vouch, the profile, a
-    /// listing): signs a revocation and publishes it; every node that gets it deletes the record and
-    /// refuses it from then on. Revoking a review commitment also drops the hidden review behind it.
-    pub async fn revoke(&self, record: &RecordId, reason: &str) -> Result<Signed<Revocation>, ReputationError> {
+    /// Revokes one of this person's records (any record they signed, co-signed ones included) and
+    /// says what it did ([`RevokeEffect`]; the rules are `docs/protocol.md` section 14, revocations):
+    /// - a profile, listing or vouch is erased on every node that gets the revocation;
+    /// - a review or review commitment is withdrawn (revoking a commitment also drops the hidden
+    ///   review behind it);
+    /// - a deal step is undone if the other party has not built on it, else refused (`BuiltOn`);
+    /// - an agreement or extension is annulled once both parties revoked it; one party's revocation
+    ///   is recorded and shown in the deal and changes nothing else, so nobody can erase the other
+    ///   party's review of them;
+    /// - a proposal is withdrawn (privately, like `troc deal decline` on one's own proposal).
+    ///
+    /// Refused (`NotRevocable`): a withdrawal (a listing's withdrawal is permanent), a revocation
+    /// (final), a proposal's decline or withdrawal (the negotiation is closed: propose again).
+    pub async fn revoke(&self, record: &RecordId, reason: &str) -> Result<Revoked, ReputationError> {
         let store = self.store().clone();
         let id = *record;
         let target = tokio::task::spawn_blocking(move || store.get(&id))
@@ -433,19 +487,96 @@ impl NodeHandle {
             .map_err(|e| ReputationError::Task(e.to_string()))??
             .ok_or(ReputationError::NotFound(*record))?;
         let me = *self.identity().public();
-        if *target.author() != me {
+        if *target.author() != me && target.cosigner() != Some(me) {
             return Err(ReputationError::NotYours(*record));
         }
-        if !REVOCABLE.contains(&target.record_type()) {
-            return Err(ReputationError::NotRevocable(target.record_type().name()));
-        }
+        let refuse = |e: ReputationError| {
+            let code = match e {
+                ReputationError::BuiltOn(_) => "already_built_on",
+                _ => "not_revocable",
+            };
+            self.deals.metrics.reject(crate::metrics::Source::Local, code);
+            Err(e)
+        };
+        let rtype = target.record_type();
+        let effect = match target.body() {
+            Body::Profile(_) | Body::Listing(_) | Body::Vouch(_) => RevokeEffect::Erased,
+            Body::Review(_) | Body::ReviewCommitment(_) => RevokeEffect::Withdrawn,
+            Body::Withdrawal(_) => {
+                return refuse(ReputationError::NotRevocable(
+                    "a withdrawal is permanent: publish the listing again under a new key",
+                ));
+            }
+            Body::Revocation(_) => return refuse(ReputationError::NotRevocable("a revocation is final")),
+            Body::Proposal(_) => {
+                let record = self.close_proposal(*record, reason.trim().to_owned()).await.map_err(deal_error)?;
+                return Ok(Revoked { record, effect: RevokeEffect::ProposalWithdrawn });
+            }
+            Body::Cancellation(c)
+                if matches!(
+                    c.reason,
+                    troc_protocol::CancelReason::Declined | troc_protocol::CancelReason::Withdrawn
+                ) =>
+            {
+                return refuse(ReputationError::NotRevocable(
+                    "a declined or withdrawn proposal stays closed: propose again",
+                ));
+            }
+            Body::Agreement(a) => {
+                let other = if *target.author() == me { a.counterparty } else { *target.author() };
+                self.cosigned_effect(target.id(), record, &other).await?
+            }
+            Body::Extension(e) => {
+                let other = if *target.author() == me { e.counterparty } else { *target.author() };
+                self.cosigned_effect(e.agreement, record, &other).await?
+            }
+            body => {
+                let Some(deal) = crate::deals::state::deal_of(body) else {
+                    return refuse(ReputationError::NotRevocable("this record cannot be revoked"));
+                };
+                let agreement = self
+                    .store()
+                    .get(&deal)?
+                    .and_then(|a| a.downcast::<troc_protocol::Agreement>().ok())
+                    .ok_or(ReputationError::NotFound(deal))?;
+                let other = if *agreement.author() == me { agreement.body().counterparty } else { *agreement.author() };
+                let records = self.deal_records_of(deal).await?;
+                if crate::deals::state::built_on(&target, &records, &other) {
+                    return refuse(ReputationError::BuiltOn(rtype.name()));
+                }
+                RevokeEffect::Undone
+            }
+        };
         let revocation = Revocation { target_author: me, target: *record, reason: reason.trim().to_owned() };
         let signed = Signed::sign(self.identity(), now_secs(), revocation)?;
         self.publish_own(&signed.clone().into_any()).await?;
         if let Body::ReviewCommitment(c) = target.body() {
             self.store().hidden_review_remove(&c.review)?;
         }
-        Ok(signed)
+        Ok(Revoked { record: signed.into_any(), effect })
+    }
+
+    /// Revoking the co-signed `record` of deal `agreement`: annulled if `other` revoked it already.
+    async fn cosigned_effect(
+        &self,
+        agreement: RecordId,
+        record: &RecordId,
+        other: &PublicKey,
+    ) -> Result<RevokeEffect, ReputationError> {
+        let records = self.deal_records_of(agreement).await?;
+        Ok(if crate::deals::state::revokers(record, &records).contains(other) {
+            RevokeEffect::Annulled
+        } else {
+            RevokeEffect::WaitingForOtherParty
+        })
+    }
+
+    /// The records naming the deal `agreement` (and their revocations).
+    async fn deal_records_of(&self, agreement: RecordId) -> Result<Vec<SignedRecord>, ReputationError> {
+        let store = self.store().clone();
+        Ok(tokio::task::spawn_blocking(move || store.records_referencing(&agreement))
+            .await
+            .map_err(|e| ReputationError::Task(e.to_string()))??)
     }
 
     /// The live vouches this person gave and received (blocked people's left out), newest first,
@@ -480,5 +611,16 @@ impl NodeHandle {
             }
             ItemResult::Rejected { code, reason } => Err(ReputationError::Refused { code: code.to_owned(), reason }),
         }
+    }
+}
+
+/// A deal action's error as a reputation error (revoking a proposal withdraws it).
+fn deal_error(e: crate::deals::DealError) -> ReputationError {
+    match e {
+        crate::deals::DealError::Refused { code, reason } => ReputationError::Refused { code, reason },
+        crate::deals::DealError::Record(r) => ReputationError::Record(r),
+        crate::deals::DealError::Store(s) => ReputationError::Store(s),
+        crate::deals::DealError::NotFound(_) => ReputationError::Invalid(e.to_string()),
+        other => ReputationError::Invalid(other.to_string()),
     }
 }

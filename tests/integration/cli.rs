@@ -480,7 +480,23 @@ fn a_loan_through_the_cli() {
     let status = |home: &Path| troc_json(home, &["deal", "show", &deal])["status"].as_str().unwrap_or("").to_owned();
     poll(PROPAGATION, "agreed on b", || (status(&b_home) == "agreed").then_some(()));
 
-    troc_json(&a_home, &["deal", "handover", &deal]);
+    // An extension request, declined from the inbox (nothing published; the due date stays).
+    let due = troc_json(&a_home, &["deal", "show", &deal])["due"].clone();
+    let asked = troc_json(&b_home, &["deal", "extend", &deal, "--days", "2"]);
+    let request = asked["request"].as_str().expect("a request id").to_owned();
+    poll(PROPAGATION, "the extension request in a's inbox", || {
+        let inbox = troc_json(&a_home, &["inbox"]);
+        inbox["items"].as_array()?.iter().any(|i| i["kind"] == "extension_request").then_some(())
+    });
+    let declined = troc_json(&a_home, &["deal", "extend", "--decline", &request]);
+    assert_eq!(declined["declined"], request.as_str(), "{declined}");
+    let inbox = troc_json(&a_home, &["inbox"]);
+    assert!(inbox["items"].as_array().is_some_and(|l| l.iter().all(|i| i["kind"] != "extension_request")), "{inbox}");
+    assert_eq!(troc_json(&a_home, &["deal", "show", &deal])["due"], due);
+    assert_eq!(code(&troc(&a_home, &["deal", "extend", "--decline", &request])), Some(4), "declined already");
+
+    let handover = troc_json(&a_home, &["deal", "handover", &deal]);
+    let handover_id = handover["record"]["id"].as_str().expect("the handover's id").to_owned();
     poll(PROPAGATION, "handed over on b", || (status(&b_home) == "handed_over").then_some(()));
     troc_json(&b_home, &["deal", "handover", &deal, "--ack"]);
     troc_json(&b_home, &["deal", "return", &deal, "--note", "Thanks"]);
@@ -532,7 +548,41 @@ fn a_loan_through_the_cli() {
     assert_eq!(code(&troc(&a_home, &["revoke", &vouch_id])), Some(0));
     assert_eq!(code(&troc(&a_home, &["rep", "not-a-peer"])), Some(2));
 
+    // Revoking deal records: a handover b acknowledged is refused (conflict); the agreement revoked
+    // by a alone is shown on b's node and erases nothing.
+    assert_eq!(code(&troc(&a_home, &["revoke", &handover_id])), Some(5), "built on: conflict");
+    let revoked = troc_json(&a_home, &["revoke", &deal]);
+    assert_eq!(revoked["effect"], "waiting_for_other_party", "{revoked}");
+    poll(PROPAGATION, "a's revocation shown on b", || {
+        let v = troc_json(&b_home, &["deal", "show", &deal]);
+        (v["agreement_revoked_by"].as_array().is_some_and(|l| l.len() == 1)).then_some(v)
+    });
+    let v = troc_json(&b_home, &["deal", "show", &deal]);
+    assert_eq!(v["status"], "completed", "{v}");
+    assert!(v["reviews"].as_array().is_some_and(|l| l.len() == 2 && l.iter().all(|r| r["state"] == "revealed")), "{v}");
+    let human = troc(&b_home, &["deal", "show", &deal]);
+    assert!(String::from_utf8_lossy(&human.stdout).contains("agreement revoked by"), "shown in words");
+
     assert_eq!(code(&troc(&a_home, &["deal", "show", &"ab".repeat(32)])), Some(4), "no such deal: not found");
     assert_eq!(code(&troc(&a_home, &["deal", "show", "xyz"])), Some(2), "a bad deal id: usage");
     assert_eq!(code(&troc(&a_home, &["deal", "accept", &deal])), Some(5), "an agreed deal: conflict");
+
+    // Another proposal, countered by a, the counter declined by b; then b blocked and unblocked.
+    let again = troc_json(&b_home, &["deal", "propose", &listing, "--days", "3", "-m", "Again?"]);
+    let again = again["proposal"].as_str().expect("a proposal id").to_owned();
+    poll(PROPAGATION, "the second proposal on a", || {
+        (troc(&a_home, &["deal", "show", &again]).status.code() == Some(0)).then_some(())
+    });
+    let countered = troc_json(&a_home, &["deal", "counter", &again, "--days", "1", "-m", "One day?"]);
+    let counter = countered["proposal"].as_str().expect("the counter's id").to_owned();
+    let state =
+        |home: &Path, id: &str| troc_json(home, &["deal", "show", id])["status"].as_str().unwrap_or("").to_owned();
+    poll(PROPAGATION, "countered on b", || (state(&b_home, &counter) == "countered").then_some(()));
+    troc_json(&b_home, &["deal", "decline", &counter, "--note", "Too short"]);
+    poll(PROPAGATION, "declined on a", || (state(&a_home, &counter) == "declined").then_some(()));
+    troc_json(&a_home, &["block", &b_id]);
+    let blocked = troc_json(&a_home, &["block", "--list"]);
+    assert_eq!(blocked["blocked"], json!([b_id]), "{blocked}");
+    troc_json(&a_home, &["unblock", &b_id]);
+    assert_eq!(troc_json(&a_home, &["block", "--list"])["blocked"], json!([]));
 }

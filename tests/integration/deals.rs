@@ -187,6 +187,21 @@ async fn a_swap_a_give_and_a_no_show() {
     assert_eq!(reviews.len(), 1);
     assert_eq!((reviews[0].state, reviews[0].subject), ("hidden", pb));
 
+    // A counter-proposal accepted, then a dispute.
+    let end = now() + 3 * 86400;
+    let first = b.handle.propose(proposal(&pa, &pa, Kind::Lend, Some(end))).await.expect("propose");
+    wait_until(LIMIT, "proposal delivered", || async { has(&a, &first.id()).await }).await;
+    let mut shorter = proposal(&pb, &pa, Kind::Lend, Some(end - 86400));
+    shorter.message = "Two days only.".into();
+    let counter = a.handle.counter(first.id(), shorter).await.expect("counter");
+    wait_status(&b, &counter.id(), DealStatus::Countered, "countered on the proposer's node").await;
+    let lent = b.handle.accept_proposal(counter.id()).await.expect("accept the counter");
+    assert!(lent.agreed, "both online: agreed at once");
+    wait_status(&a, &lent.agreement, DealStatus::Agreed, "the counter agreed on both").await;
+    assert_eq!(a.handle.deal(&lent.agreement).unwrap().due, Some(end - 86400), "the countered due date");
+    b.handle.cancel_deal(lent.agreement, CancelReason::Dispute, "Not as described.".into()).await.unwrap();
+    wait_status(&a, &lent.agreement, DealStatus::Disputed, "disputed on both").await;
+
     // Declined and withdrawn proposals stay between the two.
     let p = b.handle.propose(proposal(&pa, &pa, Kind::Give, None)).await.unwrap();
     wait_until(LIMIT, "proposal delivered", || async { has(&a, &p.id()).await }).await;
@@ -205,4 +220,124 @@ async fn a_swap_a_give_and_a_no_show() {
     })
     .await;
     assert!(!has(&a, &refused.id()).await);
+    // And their deals are hidden from a's views.
+    assert!(a.handle.deals().unwrap().iter().all(|v| v.proposer != pb && v.receiver != pb));
+    assert!(a.handle.inbox().unwrap().iter().all(|i| i.peer != pb));
+}
+
+/// Waits for a `deal_*` event of `kind` about `deal` on `rx`.
+async fn deal_event(
+    rx: &mut tokio::sync::broadcast::Receiver<troc_node::events::NodeEvent>,
+    kind: &'static str,
+    deal: RecordId,
+    what: &str,
+) {
+    next_event(
+        rx,
+        LIMIT,
+        what,
+        |e| matches!(e, troc_node::events::NodeEvent::Deal { kind: k, deal: d, .. } if *k == kind && *d == deal),
+    )
+    .await;
+}
+
+fn inbox_has(node: &TestNode, kind: &str, deal: RecordId) -> bool {
+    node.handle.inbox().expect("inbox").iter().any(|i| i.kind == kind && i.deal == deal)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reminders_before_the_due_date_and_when_overdue_on_both_nodes() {
+    let lender = spawn(44, &[], &[]).await;
+    let borrower = spawn(45, &[], &[&lender]).await;
+    let l = *lender.identity.public();
+    wait_until(LIMIT, "connected", || async { !lender.handle.peers().await.unwrap_or_default().is_empty() }).await;
+    let p = borrower.handle.propose(proposal(&l, &l, Kind::Lend, Some(now() + 3 * 86400))).await.expect("propose");
+    wait_until(LIMIT, "the lender has the proposal", || async { has(&lender, &p.id()).await }).await;
+    let agreement = lender.handle.accept_proposal(p.id()).await.expect("accept").agreement;
+    for n in [&lender, &borrower] {
+        wait_status(n, &agreement, DealStatus::Agreed, "agreed on both nodes").await;
+        assert!(!inbox_has(n, "due_soon", agreement) && !inbox_has(n, "overdue", agreement), "not due yet");
+    }
+
+    // Two days and an hour later (the nodes' deal clocks moved, no waiting): due within a day.
+    let mut events = [lender.handle.subscribe(), borrower.handle.subscribe()];
+    for n in [&lender, &borrower] {
+        n.handle.deal_clock().advance(2 * 86400 + 3600);
+    }
+    for (n, rx) in [&lender, &borrower].into_iter().zip(events.iter_mut()) {
+        deal_event(rx, "deal_due_soon", agreement, "the due-soon reminder on the watch stream").await;
+        assert!(inbox_has(n, "due_soon", agreement), "due soon in the inbox");
+    }
+
+    // A day later: overdue, once.
+    for n in [&lender, &borrower] {
+        n.handle.deal_clock().advance(86400);
+    }
+    for (n, rx) in [&lender, &borrower].into_iter().zip(events.iter_mut()) {
+        deal_event(rx, "deal_overdue", agreement, "the overdue reminder on the watch stream").await;
+        assert!(inbox_has(n, "overdue", agreement) && !inbox_has(n, "due_soon", agreement), "overdue in the inbox");
+    }
+    // Once returned, no more reminder in the inbox.
+    lender.handle.deal_step(agreement, Step::Handover, String::new()).await.expect("handover");
+    wait_status(&borrower, &agreement, DealStatus::HandedOver, "handed over").await;
+    borrower.handle.deal_step(agreement, Step::Return, String::new()).await.expect("return");
+    wait_status(&lender, &agreement, DealStatus::Returned, "returned").await;
+    assert!(!inbox_has(&lender, "overdue", agreement));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_over_the_deal_rate_is_refused_and_counted_and_honest_deals_go_through() {
+    use troc_node::deals::{DealAnswer, DealMessage, DealRequest};
+    let b = spawn(46, &[], &[]).await;
+    let flooder = spawn(47, &[], &[&b]).await;
+    let honest = spawn(48, &[], &[&b]).await;
+    let pb = *b.identity.public();
+    wait_until(LIMIT, "b connected to both", || async { b.handle.peers().await.unwrap_or_default().len() >= 2 }).await;
+
+    // A message that is not a record: a typed refusal, counted; nothing breaks.
+    let bad = DealRequest { msg: 1, body: DealMessage::Record { bytes: vec![0; 8] } };
+    let answer = flooder.handle.send_deal_message(&pb, bad).await.expect("answered").answer;
+    let DealAnswer::Refused { code, .. } = answer else { panic!("garbage accepted: {answer:?}") };
+    assert_eq!(b.handle.metrics().rejected_total(&code), 1, "{code} counted, once");
+
+    // 160 messages, over the burst of 50 at 5 a second: one valid proposal again and again
+    // (invalid records would get the flooder disconnected for abuse before its rate runs out).
+    let bytes = troc_protocol::Signed::sign(&flooder.identity, now(), proposal(&pb, &pb, Kind::Give, None))
+        .expect("sign")
+        .bytes()
+        .to_vec();
+    // Eight at a time (under the protocol's 16 concurrent streams), as fast as they are answered.
+    let mut sent = tokio::task::JoinSet::new();
+    for worker in 0..8u64 {
+        let h = flooder.handle.clone();
+        let bytes = bytes.clone();
+        sent.spawn(async move {
+            let mut answers = Vec::new();
+            for n in 0..20u64 {
+                let request = DealRequest { msg: worker * 100 + n, body: DealMessage::Record { bytes: bytes.clone() } };
+                answers.push(h.send_deal_message(&pb, request).await);
+            }
+            answers
+        });
+    }
+    let mut limited = 0u64;
+    let mut answered = 0u64;
+    while let Some(r) = sent.join_next().await {
+        for r in r.expect("task") {
+            let resp = r.expect("answered");
+            answered += 1;
+            if matches!(&resp.answer, DealAnswer::Refused { code, .. } if code == "deal_rate_limited") {
+                limited += 1;
+            }
+        }
+    }
+    assert!(limited >= 20, "a typed refusal past the burst ({limited} of {answered})");
+    let counted = b.handle.metrics().rejected_total("deal_rate_limited");
+    assert!(counted >= limited, "counted in the metrics ({counted} < {limited})");
+
+    // Another person's deal goes through at once, and the flooder's own, once its rate allows.
+    let p = honest.handle.propose(proposal(&pb, &pb, Kind::Give, None)).await.expect("propose");
+    wait_until(LIMIT, "the honest proposal arrived", || async { has(&b, &p.id()).await }).await;
+    let q = flooder.handle.propose(proposal(&pb, &pb, Kind::Give, None)).await.expect("propose");
+    wait_until(LIMIT, "the flooder's proposal arrived, retried", || async { has(&b, &q.id()).await }).await;
 }

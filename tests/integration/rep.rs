@@ -1,7 +1,10 @@
 //! Reputation across real nodes on loopback: after a loan completed and reviewed between A and B,
 //! A sees B with one deal completed with a counterparty A trusts (A itself) and the standing the
 //! engine gives; C, who dealt with nobody, sees B as unknown; a vouch of A reaches B's node and its
-//! revocation removes it there; a person A blocked is shown as blocked.
+//! revocation removes it there; a person A blocked is shown as blocked. Revoking deal records: one
+//! party's revocation of an agreement erases nothing (the other party's review of them stays, on
+//! every node), a step the other party built on cannot be revoked, and an agreement both revoked is
+//! annulled everywhere.
 
 use troc_node::deals::actions::Step;
 use troc_node::deals::state::DealStatus;
@@ -108,4 +111,71 @@ async fn reputation_after_a_reviewed_loan_vouches_revocations_and_blocks() {
     assert_eq!(a.handle.reputation(&pb, 0).await.expect("reputation").person.standing, Standing::Probation);
     a.handle.unblock(&pc).expect("unblock");
     assert_ne!(a.handle.reputation(&pc, 0).await.expect("reputation").person.standing, Standing::Blocked);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_unilateral_revocation_erases_nothing_and_a_mutual_one_annuls_everywhere() {
+    use troc_node::reputation::{ReputationError, RevokeEffect};
+    let a = spawn(70, &[], &[]).await;
+    let b = spawn(71, &[], &[&a]).await;
+    let c = spawn(72, &[], &[&a]).await;
+    let pa = *a.identity.public();
+    wait_until(LIMIT, "a connected to b and c", || async { a.handle.peers().await.unwrap_or_default().len() >= 2 })
+        .await;
+
+    // A gives B something; handed over, acknowledged, completed; both review.
+    let p = b.handle.propose(proposal(&pa, &pa, Kind::Give, None)).await.expect("propose");
+    wait_until(LIMIT, "a has the proposal", || async { has(&a, &p.id()).await }).await;
+    let agreement = a.handle.accept_proposal(p.id()).await.expect("accept").agreement;
+    wait_status(&b, &agreement, DealStatus::Agreed, "agreed on b").await;
+    let handover = a.handle.deal_step(agreement, Step::Handover, String::new()).await.expect("handover");
+    wait_status(&b, &agreement, DealStatus::HandedOver, "handed over on b").await;
+    b.handle.acknowledge(agreement, None, Condition::AsExpected, String::new()).await.expect("ack");
+    wait_status(&a, &agreement, DealStatus::Acknowledged, "acknowledged on a").await;
+    a.handle.deal_step(agreement, Step::Complete, String::new()).await.expect("complete");
+    wait_status(&b, &agreement, DealStatus::Completed, "completed on b").await;
+    let (_, ra) = a.handle.review(agreement, Rating::Positive, vec![], "Nice.".into()).await.expect("review");
+    let (_, rb) = b.handle.review(agreement, Rating::Negative, vec![], "Broken.".into()).await.expect("review");
+    for n in [&a, &b, &c] {
+        wait_until(LIMIT, "the deal and both reviews on every node", || async {
+            has(n, &agreement).await && has(n, &ra).await && has(n, &rb).await
+        })
+        .await;
+    }
+
+    // A cannot undo a handover B acknowledged.
+    let refused = a.handle.revoke(&handover.id(), "").await.expect_err("built on");
+    assert!(matches!(refused, ReputationError::BuiltOn(_)), "{refused}");
+    assert_eq!(a.handle.metrics().rejected_total("already_built_on"), 1);
+
+    // A, reviewed negatively by B, revokes the agreement alone: recorded and shown, nothing erased.
+    let mut a_events = a.handle.subscribe();
+    let one = a.handle.revoke(&agreement, "I want that review gone").await.expect("revoke");
+    assert_eq!(one.effect, RevokeEffect::WaitingForOtherParty);
+    for n in [&b, &c] {
+        wait_until(LIMIT, "a's revocation reached the node", || async { has(n, &one.record.id()).await }).await;
+    }
+    for n in [&a, &b, &c] {
+        assert!(has(n, &agreement).await && has(n, &rb).await, "b's review of a stays");
+    }
+    let seen = b.handle.deal(&agreement).expect("deal");
+    assert_eq!((seen.agreement_revoked_by, seen.status), (vec![pa], DealStatus::Completed));
+    assert!(seen.reviews.iter().any(|r| r.review == Some(rb) && r.state == "revealed"), "{:?}", seen.reviews);
+
+    // B revokes it too: annulled on every node, the deal's records with it.
+    let two = b.handle.revoke(&agreement, "We both agree it never happened").await.expect("revoke");
+    assert_eq!(two.effect, RevokeEffect::Annulled);
+    for n in [&a, &b, &c] {
+        wait_until(LIMIT, "annulled on every node", || async {
+            !has(n, &agreement).await && !has(n, &ra).await && !has(n, &rb).await && !has(n, &handover.id()).await
+        })
+        .await;
+    }
+    next_event(
+        &mut a_events,
+        LIMIT,
+        "the annulment on a's watch stream",
+        |e| matches!(e, troc_node::events::NodeEvent::Deal { kind: "deal_annulled", deal, .. } if *deal == agreement),
+    )
+    .await;
 }

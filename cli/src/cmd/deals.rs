@@ -150,6 +150,14 @@ pub async fn deal(ctx: &Ctx, cmd: DealCommand) -> anyhow::Result<()> {
             print(ctx, &v, recorded("Cancelled"));
         }
         DealCommand::Extend(a) => match (a.accept, a.deal, a.days) {
+            (None, _, _) if a.decline.is_some() => {
+                let req = a.decline.unwrap_or_default();
+                api.post(&["v1", "extensions", &req, "decline"], &json!({}))
+                    .await
+                    .context("could not decline the extension")?;
+                let v = json!({ "declined": req });
+                print(ctx, &v, |_| outln!("Extension request {} declined; the due date stays.", short_id(&req)));
+            }
             (Some(req), _, _) => {
                 let v = api
                     .post(&["v1", "extensions", &req, "accept"], &json!({}))
@@ -167,7 +175,12 @@ pub async fn deal(ctx: &Ctx, cmd: DealCommand) -> anyhow::Result<()> {
                     outln!("Asked to extend to {due}; the other party accepts it explicitly.");
                 });
             }
-            _ => return Err(crate::exit::CliError::Usage("give a deal and --days, or --accept REQUEST".into()).into()),
+            _ => {
+                return Err(crate::exit::CliError::Usage(
+                    "give a deal and --days, --accept REQUEST or --decline REQUEST".into(),
+                )
+                .into());
+            }
         },
         DealCommand::List => {
             let v = api.get(&["v1", "deals"], &Vec::new()).await.context("could not list the deals")?;
@@ -208,9 +221,27 @@ pub async fn deal(ctx: &Ctx, cmd: DealCommand) -> anyhow::Result<()> {
             for rv in v.get("reviews").and_then(Value::as_array).into_iter().flatten() {
                 let what = match rv.get("rating").and_then(Value::as_str) {
                     Some(r) => format!("{r}: {}", clean(str_of(rv, "text"))),
+                    None if str_of(rv, "state") == "revoked" => "(revoked by its author)".into(),
                     None => "(hidden until both have reviewed, or the window closes)".into(),
                 };
                 outln!("  review by {}: {what}", output::cut(str_of(rv, "author"), 16));
+            }
+            for who in v.get("agreement_revoked_by").and_then(Value::as_array).into_iter().flatten() {
+                let who = who.as_str().unwrap_or_default();
+                let by = if who == me { "you".to_owned() } else { output::cut(who, 16) };
+                outln!("  agreement revoked by {by} (annulled only once both parties revoke it)");
+            }
+            for rv in v.get("revocations").and_then(Value::as_array).into_iter().flatten() {
+                if str_of(rv, "target_type") == "agreement" {
+                    continue;
+                }
+                outln!(
+                    "  {} {} revoked by {}: {}",
+                    str_of(rv, "target_type"),
+                    short_id(str_of(rv, "target")),
+                    output::cut(str_of(rv, "author"), 16),
+                    str_of(rv, "effect").replace('_', " ")
+                );
             }
         }
     }

@@ -235,11 +235,18 @@ pub async fn revoke(ctx: &Ctx, a: &RevokeArgs) -> anyhow::Result<()> {
     if ctx.json {
         ctx.print_json(&v);
     } else {
-        outln!(
-            "Revoked {}: every node that gets the revocation ({}) deletes the record.",
-            short_id(&a.record),
-            short_id(str_of(&v, "revocation"))
-        );
+        let what = match str_of(&v, "effect") {
+            "erased" => "every node that gets the revocation deletes the record",
+            "withdrawn" => "the review no longer counts and its content is no longer shown (no second review)",
+            "undone" => "the deal step no longer counts",
+            "waiting_for_other_party" => {
+                "recorded and shown in the deal; the agreement stands until the other party revokes it too"
+            }
+            "annulled" => "both parties revoked it: annulled on every node that gets the revocations",
+            "proposal_withdrawn" => "the proposal is withdrawn (the other party is told directly)",
+            _ => "done",
+        };
+        outln!("Revoked {} ({}): {what}.", short_id(&a.record), short_id(str_of(&v, "revocation")));
     }
     Ok(())
 }

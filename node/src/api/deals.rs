@@ -224,8 +224,9 @@ pub(crate) async fn show(
             .deal_record_list(&view.id)?
             .iter()
             .filter(|r| {
+                // A review shows once revealed, never once revoked.
                 !matches!(r.body(), troc_protocol::Body::Review(_))
-                    || view.reviews.iter().any(|x| x.review == Some(r.id()))
+                    || view.reviews.iter().any(|x| x.review == Some(r.id()) && x.state != "revoked")
             })
             .map(record_json)
             .collect();

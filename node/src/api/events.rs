@@ -57,6 +57,8 @@ pub const TYPES: &[&str] = &[
     "deal_due_soon",
     "deal_overdue",
     "deal_message_refused",
+    "deal_revocation",
+    "deal_annulled",
 ];
 
 /// One event of the API's stream.

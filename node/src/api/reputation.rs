@@ -34,6 +34,7 @@ impl From<ReputationError> for ApiError {
             ReputationError::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, "not_found", message),
             ReputationError::NotYours(_) => ApiError::new(StatusCode::FORBIDDEN, "not_yours", message),
             ReputationError::NotRevocable(_) => ApiError::new(StatusCode::CONFLICT, "not_revocable", message),
+            ReputationError::BuiltOn(_) => ApiError::new(StatusCode::CONFLICT, "already_built_on", message),
             ReputationError::Invalid(_) => ApiError::bad_request(message),
             ReputationError::Refused { code, .. } => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "refused", message).with_detail(code.clone())
@@ -213,7 +214,8 @@ pub(crate) struct Revoke {
     reason: String,
 }
 
-/// `POST /v1/records/{id}/revoke` (the body, `{"reason": ...}`, is optional).
+/// `POST /v1/records/{id}/revoke` (the body, `{"reason": ...}`, is optional): the answer says what
+/// the revocation did (`effect`, see [`crate::reputation::RevokeEffect`]).
 pub(crate) async fn revoke(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
@@ -232,5 +234,13 @@ pub(crate) async fn revoke(
         return Err(ApiError::bad_request(format!("the reason is over {MAX_REASON} characters")));
     }
     let r = state.node.revoke(&id, &reason).await?;
-    Ok(Json(json!({ "revocation": r.id(), "target": id, "created_at": r.created_at() })))
+    // `revocation` is the record that revokes: a revocation, or for a proposal the cancellation
+    // that withdraws it (`record_type` says which).
+    Ok(Json(json!({
+        "revocation": r.record.id(),
+        "record_type": r.record.record_type().name(),
+        "target": id,
+        "created_at": r.record.created_at(),
+        "effect": r.effect.as_str(),
+    })))
 }

@@ -17,8 +17,9 @@ use troc_protocol::{
 };
 
 use super::DealError;
-use super::service::{ToDeals, reminder_of};
+use super::service::{DealClock, ToDeals, reminder_of};
 use super::state::{self, DealRecords, DealStatus, DealView};
+use super::{DealRequest, DealResponse};
 use crate::events::NodeEvent;
 use crate::store::OutboxKind;
 use crate::{NodeHandle, now_secs};
@@ -321,7 +322,7 @@ impl NodeHandle {
 
     /// Every deal we are a party of, newest first (blocked people's deals left out).
     pub fn deals(&self) -> Result<Vec<DealView>, DealError> {
-        let now = now_secs();
+        let now = self.deals.clock.now();
         let records = self.store().deals_of(&self.me())?;
         let blocked = self.store().blocked()?;
         Ok(state::group(records)
@@ -338,7 +339,11 @@ impl NodeHandle {
             return Ok(g);
         }
         // A deal of other people, seen through its public records.
-        let r = self.store().get(id)?.ok_or_else(|| DealError::NotFound(format!("deal {id}")))?;
+        let mut r = self.store().get(id)?.ok_or_else(|| DealError::NotFound(format!("deal {id}")))?;
+        if let Body::Revocation(v) = r.body() {
+            // A revocation: the deal of the record it revokes.
+            r = self.store().get(&v.target)?.ok_or_else(|| DealError::NotFound(format!("deal {id}")))?;
+        }
         let agreement = match r.record_type() {
             RecordType::Agreement => r.id(),
             _ => state::deal_of(r.body()).ok_or_else(|| DealError::NotFound(format!("deal {id}")))?,
@@ -353,7 +358,7 @@ impl NodeHandle {
     /// One deal, by the id of any of its records (proposal, agreement, step ...).
     pub fn deal(&self, id: &RecordId) -> Result<DealView, DealError> {
         let g = self.deal_records(id)?;
-        state::derive(&g, now_secs()).ok_or_else(|| DealError::NotFound(format!("deal {id}")))
+        state::derive(&g, self.deals.clock.now()).ok_or_else(|| DealError::NotFound(format!("deal {id}")))
     }
 
     /// Every record of a deal, oldest first.
@@ -370,7 +375,7 @@ impl NodeHandle {
     /// overdue, deal steps that are theirs, deals ended and not reviewed yet.
     pub fn inbox(&self) -> Result<Vec<InboxItem>, DealError> {
         let me = self.me();
-        let now = now_secs();
+        let now = self.deals.clock.now();
         let blocked = self.store().blocked()?;
         let mut out = Vec::new();
         for (id, author, e) in self.extension_requests()? {
@@ -425,6 +430,26 @@ impl NodeHandle {
             }
         }
         Ok(out)
+    }
+
+    /// The clock of this node's deal reminders and deal views (see [`DealClock`]).
+    pub fn deal_clock(&self) -> &DealClock {
+        &self.deals.clock
+    }
+
+    /// Sends one raw direct deal message to `peer` over `/troc/deal/1` and returns its answer,
+    /// bypassing the outbox (no retry). For tests and diagnostics; the deal actions above are the
+    /// normal way to talk to another node.
+    pub async fn send_deal_message(&self, peer: &PublicKey, request: DealRequest) -> Result<DealResponse, DealError> {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        self.deals
+            .commands
+            .send(crate::node::Command::SendDeal { peer: peer.to_peer_id(), request, reply })
+            .await
+            .map_err(|_| DealError::Node(crate::NodeError::ShutDown))?;
+        rx.await
+            .map_err(|_| DealError::Node(crate::NodeError::ShutDown))?
+            .map_err(|e| DealError::Refused { code: "unreachable".into(), reason: e })
     }
 
     /// Blocks a person on this node: their records are hidden from this node's views and their

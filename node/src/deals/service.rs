@@ -40,6 +40,27 @@ pub const REMIND_BEFORE_SECS: u64 = 24 * 3600;
 /// Longest wait between two attempts to deliver a message.
 const MAX_BACKOFF_SECS: u64 = 600;
 
+/// The clock of the deal service's reminders and of the deal views (due soon, overdue, ended): the
+/// system clock, plus an offset that tests (and tools that simulate time) move forward with
+/// [`DealClock::advance`], so reminders can be tested without waiting days. Records are always
+/// signed with the system clock.
+#[derive(Debug, Clone, Default)]
+pub struct DealClock {
+    offset: Arc<std::sync::atomic::AtomicI64>,
+}
+
+impl DealClock {
+    /// Now, as the deal service sees it (Unix seconds).
+    pub fn now(&self) -> Timestamp {
+        now_secs().saturating_add_signed(self.offset.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// Moves this clock `secs` seconds forward (backward if negative).
+    pub fn advance(&self, secs: i64) {
+        self.offset.fetch_add(secs, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// Messages to the deal service.
 #[derive(Debug)]
 pub(crate) enum ToDeals {
@@ -75,6 +96,7 @@ pub(crate) struct DealCtx {
     pub metrics: Metrics,
     pub outbox: OutboxLimits,
     pub to_deals: mpsc::Sender<ToDeals>,
+    pub clock: DealClock,
 }
 
 impl std::fmt::Debug for DealCtx {
@@ -139,8 +161,14 @@ pub(crate) async fn run(
                 Some(ToDeals::Inbound { peer, request, channel }) => {
                     let ctx = ctx.clone();
                     tasks.spawn(async move {
-                        let answer = answer(&ctx, peer, &request).await;
-                        if let DealAnswer::Refused { code, .. } = &answer {
+                        let (answer, ingested) = answer(&ctx, peer, &request).await;
+                        // Counted once: a record refused by the ingest path is counted there; a
+                        // transient refusal (retried later) is no rejection.
+                        if let DealAnswer::Refused { code, .. } = &answer
+                            && !ingested
+                            && !is_transient(code)
+                            && code != "store_error"
+                        {
                             ctx.metrics.reject(Source::Deal, code);
                         }
                         let response = DealResponse { msg: request.msg, answer };
@@ -192,15 +220,53 @@ pub(crate) async fn run(
 }
 
 fn is_deal_type(t: RecordType) -> bool {
-    !matches!(
-        t,
-        RecordType::Profile | RecordType::Listing | RecordType::Withdrawal | RecordType::Vouch | RecordType::Revocation
-    )
+    !matches!(t, RecordType::Profile | RecordType::Listing | RecordType::Withdrawal | RecordType::Vouch)
+}
+
+/// Says `deal_revocation` for a revocation of a record of one of our deals, or `deal_annulled`
+/// once both parties revoked the agreement (the store then dropped it).
+fn on_revocation(ctx: &DealCtx, r: &SignedRecord, target: &RecordId) {
+    let me = ctx.me();
+    match ctx.store.get(target) {
+        Ok(Some(t)) => {
+            let deal = match t.body() {
+                Body::Agreement(_) => t.id(),
+                body => match state::deal_of(body) {
+                    Some(d) => d,
+                    None => return,
+                },
+            };
+            let Ok(Some(agreement)) = ctx.store.get(&deal) else { return };
+            let Body::Agreement(a) = agreement.body() else { return };
+            let parties = [*agreement.author(), a.counterparty];
+            if !parties.contains(&me) {
+                return;
+            }
+            let peer =
+                if *r.author() == me { if parties[0] == me { parties[1] } else { parties[0] } } else { *r.author() };
+            ctx.event("deal_revocation", deal, peer, Some(r.id()));
+        }
+        Ok(None) => {
+            // Gone: annulled if we and one other person revoked it.
+            let Ok(revocations) = ctx.store.records_referencing(target) else { return };
+            let by: Vec<PublicKey> = state::revokers(target, &revocations);
+            if let Some(peer) = by.iter().find(|p| **p != me)
+                && by.contains(&me)
+                && ctx.store.is_refused(target).unwrap_or(false)
+            {
+                ctx.event("deal_annulled", *target, *peer, Some(r.id()));
+            }
+        }
+        Err(_) => {}
+    }
 }
 
 /// Says `deal_<type>` for a stored deal record that concerns us.
 fn on_stored(ctx: &DealCtx, id: RecordId) {
     let Ok(Some(r)) = ctx.store.get(&id) else { return };
+    if let Body::Revocation(v) = r.body() {
+        return on_revocation(ctx, &r, &v.target);
+    }
     let me = ctx.me();
     let (deal, other) = match r.body() {
         Body::Proposal(p) => (r.id(), if *r.author() == me { p.counterparty } else { *r.author() }),
@@ -364,29 +430,31 @@ async fn completed(ctx: &DealCtx, e: &OutboxEntry, signature: &[u8]) {
     }
 }
 
-/// Answers one direct request from `peer`.
-async fn answer(ctx: &DealCtx, peer: PeerId, request: &DealRequest) -> DealAnswer {
+/// Answers one direct request from `peer`; the flag says whether the answer comes from the ingest
+/// path (which counted its own rejections).
+async fn answer(ctx: &DealCtx, peer: PeerId, request: &DealRequest) -> (DealAnswer, bool) {
     let refuse = |code: &str, message: String| DealAnswer::Refused { code: code.to_owned(), message };
     let Ok(from) = PublicKey::from_peer_id(&peer) else {
-        return refuse("author_mismatch", "the peer has no ed25519 key".into());
+        return (refuse("author_mismatch", "the peer has no ed25519 key".into()), false);
     };
     match ctx.store.is_blocked(&from) {
-        Ok(true) => return refuse("blocked", "you are blocked on this node".into()),
+        Ok(true) => return (refuse("blocked", "you are blocked on this node".into()), false),
         Ok(false) => {}
-        Err(e) => return refuse("store_error", e.to_string()),
+        Err(e) => return (refuse("store_error", e.to_string()), false),
     }
     match &request.body {
         DealMessage::Record { bytes } => {
-            match ctx.ingest(Origin::Deal { peer }, vec![bytes.clone()]).await.and_then(|mut v| v.pop()) {
+            let answer = match ctx.ingest(Origin::Deal { peer }, vec![bytes.clone()]).await.and_then(|mut v| v.pop()) {
                 Some(ItemResult::Stored { .. } | ItemResult::Duplicate { .. }) => DealAnswer::Stored,
                 Some(ItemResult::NotKept { reason, .. }) if is_transient(&reason) => refuse(&reason, reason.clone()),
                 // Valid but not kept (stale, a quota): nothing more to deliver.
                 Some(ItemResult::NotKept { .. }) => DealAnswer::Stored,
                 Some(ItemResult::Rejected { code, reason }) => refuse(code, reason),
                 None => refuse("busy", "the node is shutting down".into()),
-            }
+            };
+            (answer, true)
         }
-        DealMessage::Cosign { bytes } => cosign(ctx, &from, bytes).await,
+        DealMessage::Cosign { bytes } => (cosign(ctx, &from, bytes).await, false),
     }
 }
 
@@ -543,7 +611,7 @@ async fn reveal(ctx: &DealCtx) {
 fn remind(ctx: &DealCtx) {
     let me = ctx.me();
     let Ok(records) = ctx.store.deals_of(&me) else { return };
-    let now = now_secs();
+    let now = ctx.clock.now();
     for g in state::group(records) {
         let Some(view) = state::derive(&g, now) else { continue };
         let (Some(agreement), Some(due)) = (view.agreement, view.due) else { continue };

@@ -131,15 +131,36 @@ pub fn group(records: Vec<SignedRecord>) -> Vec<DealRecords> {
         }
     }
     others.sort_by_key(|r| (r.created_at(), r.id()));
-    for r in others {
+    // Revocations name the record they revoke: placed after every other record, so that a
+    // revocation of a deal step joins the step's deal.
+    let (revocations, others): (Vec<SignedRecord>, Vec<SignedRecord>) =
+        others.into_iter().partition(|r| r.record_type() == RecordType::Revocation);
+    for r in others.into_iter().chain(revocations) {
         let Some(deal) = deal_of(r.body()) else { continue };
-        if let Some(g) = member.get(&deal).and_then(|root| groups.get_mut(root)) {
+        if let Some(root) = member.get(&deal).copied()
+            && let Some(g) = groups.get_mut(&root)
+        {
+            member.insert(r.id(), root);
             g.others.push(r);
         }
     }
+    // A negotiation in its order: by how many proposals each one counters (two signed in the same
+    // second keep the order of the chain, not of their ids), then by time.
+    let depth = |p: &Signed<Proposal>| {
+        let mut d = 0usize;
+        let mut at = p.body().supersedes;
+        while let Some(prev) = at.and_then(|id| proposals.get(&id)) {
+            d += 1;
+            if d > proposals.len() {
+                break;
+            }
+            at = prev.body().supersedes;
+        }
+        d
+    };
     let mut out: Vec<DealRecords> = groups.into_values().collect();
     for g in &mut out {
-        g.proposals.sort_by_key(|p| (p.created_at(), p.id()));
+        g.proposals.sort_by_cached_key(|p| (depth(p), p.created_at(), p.id()));
     }
     out.sort_by_key(|g| std::cmp::Reverse(latest(g)));
     out
@@ -163,8 +184,59 @@ pub fn deal_of(body: &Body) -> Option<RecordId> {
         Body::Extension(e) => e.agreement,
         Body::Review(r) => r.agreement,
         Body::ReviewCommitment(c) => c.agreement,
+        // The record it revokes (for a deal step, the step: see `group`).
+        Body::Revocation(r) => r.target,
         _ => return None,
     })
+}
+
+/// The authors of the revocations of `id` among `records`.
+pub fn revokers(id: &RecordId, records: &[SignedRecord]) -> Vec<PublicKey> {
+    records
+        .iter()
+        .filter_map(|r| match r.body() {
+            Body::Revocation(v) if v.target == *id && v.target_author == *r.author() => Some(*r.author()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Whether the other party built on `r`: signed a record of the deal (other than a revocation)
+/// dated at or after it.
+pub fn built_on(r: &SignedRecord, records: &[SignedRecord], other: &PublicKey) -> bool {
+    records.iter().any(|x| {
+        x.author() == other
+            && x.id() != r.id()
+            && x.created_at() >= r.created_at()
+            && x.record_type() != RecordType::Revocation
+    })
+}
+
+/// Whether the deal record `r` is undone by revocation (`docs/protocol.md` section 14, the same
+/// rule as the store's): a review or review commitment its author revoked; an extension both its
+/// signers revoked; any other record its author revoked before `other` (the other party) built on
+/// it. An agreement is never undone here: both parties revoking it annuls it, and the store drops it.
+pub fn undone(r: &SignedRecord, records: &[SignedRecord], other: &PublicKey) -> bool {
+    let by = revokers(&r.id(), records);
+    match r.body() {
+        Body::Agreement(_) | Body::Revocation(_) => false,
+        Body::Extension(e) => by.contains(r.author()) && by.contains(&e.counterparty),
+        Body::Review(_) | Body::ReviewCommitment(_) => by.contains(r.author()),
+        _ => by.contains(r.author()) && !built_on(r, records, other),
+    }
+}
+
+/// The records of a deal that stand: revocations and what they undid left out.
+fn standing(agreement: &Signed<Agreement>, others: &[SignedRecord]) -> Vec<SignedRecord> {
+    let (a, b) = (*agreement.author(), agreement.body().counterparty);
+    others
+        .iter()
+        .filter(|r| {
+            let other = if *r.author() == a { b } else { a };
+            r.record_type() != RecordType::Revocation && !undone(r, others, &other)
+        })
+        .cloned()
+        .collect()
 }
 
 /// One review of a deal as the API shows it: a hidden one (a commitment not revealed yet) shows no
@@ -173,7 +245,9 @@ pub fn deal_of(body: &Body) -> Option<RecordId> {
 pub struct ReviewView {
     pub author: PublicKey,
     pub subject: PublicKey,
-    /// `hidden` (committed, not revealed), `revealed`, or `open` (published without a commitment).
+    /// `hidden` (committed, not revealed), `revealed`, `open` (published without a commitment), or
+    /// `revoked` (withdrawn by its author: it no longer counts, and it still takes the author's one
+    /// review of the deal).
     pub state: &'static str,
     pub commitment: Option<RecordId>,
     pub review: Option<RecordId>,
@@ -181,6 +255,20 @@ pub struct ReviewView {
     pub rating: Option<troc_protocol::Rating>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
+}
+
+/// A revocation of one of a deal's records.
+#[derive(Debug, Clone, Serialize)]
+pub struct RevocationView {
+    pub id: RecordId,
+    pub author: PublicKey,
+    pub target: RecordId,
+    pub target_type: RecordType,
+    pub created_at: Timestamp,
+    /// `undone` (the record no longer counts), `no_effect` (the other party built on it, or, for
+    /// an extension, the other signer has not revoked it too), or `pending_annulment` (an agreement
+    /// the other party has not revoked).
+    pub effect: &'static str,
 }
 
 /// A deal as one party (or anyone) sees it.
@@ -213,6 +301,11 @@ pub struct DealView {
     /// Reviews are accepted until this time.
     pub review_until: Option<Timestamp>,
     pub reviews: Vec<ReviewView>,
+    /// The parties who revoked the agreement. One alone changes nothing (the agreement, its steps
+    /// and reviews stand); once both have, the agreement is annulled and every node drops it.
+    pub agreement_revoked_by: Vec<PublicKey>,
+    /// The revocations of the deal's records, and whether each undid its record.
+    pub revocations: Vec<RevocationView>,
     /// Every record of the deal, by id and type, oldest first.
     pub records: Vec<(RecordId, RecordType, PublicKey, Timestamp)>,
 }
@@ -220,6 +313,7 @@ pub struct DealView {
 /// When a deal ended, as the store's rules define it: its first completion or cancellation; without
 /// one, its due date (with extensions) or, for a deal without one, its start. `None` before that.
 pub fn ended_at(agreement: &Signed<Agreement>, others: &[SignedRecord]) -> Timestamp {
+    let others = &standing(agreement, others)[..];
     let terminal = others
         .iter()
         .filter(|r| match r.body() {
@@ -237,6 +331,7 @@ pub fn ended_at(agreement: &Signed<Agreement>, others: &[SignedRecord]) -> Times
 /// The due date with extensions.
 pub fn due_of(agreement: &Signed<Agreement>, others: &[SignedRecord]) -> Option<Timestamp> {
     let due = agreement.body().due?;
+    let others = &standing(agreement, others)[..];
     let ext = others
         .iter()
         .filter_map(|r| match r.body() {
@@ -290,6 +385,8 @@ pub fn derive(records: &DealRecords, now: Timestamp) -> Option<DealView> {
         ended_at: None,
         review_until: None,
         reviews: Vec::new(),
+        agreement_revoked_by: Vec::new(),
+        revocations: Vec::new(),
         records: records
             .proposals
             .iter()
@@ -322,13 +419,45 @@ pub fn derive(records: &DealRecords, now: Timestamp) -> Option<DealView> {
 
     let aid = agreement.id();
     view.due = due_of(agreement, &records.others);
+    view.agreement_revoked_by = revokers(&aid, &records.others);
+    let (pa, pb) = (*agreement.author(), agreement.body().counterparty);
+    for r in &records.others {
+        let Body::Revocation(v) = r.body() else { continue };
+        let target_type = if v.target == aid {
+            RecordType::Agreement
+        } else if let Some(t) = records.others.iter().find(|t| t.id() == v.target) {
+            t.record_type()
+        } else {
+            continue;
+        };
+        let effect = match records.others.iter().find(|t| t.id() == v.target) {
+            None => "pending_annulment",
+            Some(t) if undone(t, &records.others, if *t.author() == pa { &pb } else { &pa }) => "undone",
+            Some(_) => "no_effect",
+        };
+        view.revocations.push(RevocationView {
+            id: r.id(),
+            author: *r.author(),
+            target: v.target,
+            target_type,
+            created_at: r.created_at(),
+            effect,
+        });
+    }
+    let standing = standing(agreement, &records.others);
+    let revoked_reviews: Vec<&SignedRecord> = records
+        .others
+        .iter()
+        .filter(|r| matches!(r.record_type(), RecordType::Review | RecordType::ReviewCommitment))
+        .filter(|r| !standing.iter().any(|s| s.id() == r.id()))
+        .collect();
     let mut handed = false;
     let mut returned = false;
     let mut acked: Vec<RecordId> = Vec::new();
     let mut steps: Vec<RecordId> = Vec::new();
     let mut status = DealStatus::Agreed;
     let mut terminal: Option<DealStatus> = None;
-    for r in &records.others {
+    for r in &standing {
         match r.body() {
             Body::Handover(_) => {
                 handed = true;
@@ -382,7 +511,7 @@ pub fn derive(records: &DealRecords, now: Timestamp) -> Option<DealView> {
     }
 
     // Reviews: commitments, then the reviews that reveal them or stand on their own.
-    for r in &records.others {
+    for r in &standing {
         if let Body::ReviewCommitment(c) = r.body() {
             view.reviews.push(ReviewView {
                 author: *r.author(),
@@ -395,7 +524,7 @@ pub fn derive(records: &DealRecords, now: Timestamp) -> Option<DealView> {
             });
         }
     }
-    for r in &records.others {
+    for r in &standing {
         if let Body::Review(v) = r.body() {
             let slot = view.reviews.iter_mut().find(|x| x.author == *r.author() && x.review.is_none());
             let (state, commitment) = match slot {
@@ -418,6 +547,23 @@ pub fn derive(records: &DealRecords, now: Timestamp) -> Option<DealView> {
                 text: Some(v.text.clone()),
             });
         }
+    }
+    // Revoked reviews: shown as such, without their content.
+    for r in revoked_reviews {
+        let (subject, commitment, review) = match r.body() {
+            Body::Review(v) => (v.subject, None, Some(r.id())),
+            Body::ReviewCommitment(c) => (c.subject, Some(r.id()), None),
+            _ => continue,
+        };
+        view.reviews.push(ReviewView {
+            author: *r.author(),
+            subject,
+            state: "revoked",
+            commitment,
+            review,
+            rating: None,
+            text: None,
+        });
     }
     Some(view)
 }
@@ -534,6 +680,94 @@ mod tests {
             any(&alice, T + 9, Cancellation { deal: ag.id(), reason: CancelReason::NoShow, note: String::new() });
         let v = status(vec![p.into_any(), ag, no_show], T + 9);
         assert_eq!((v.status, v.ended_at), (DealStatus::NoShow, Some(T + 9)));
+    }
+
+    #[test]
+    fn revocations_show_in_the_deal_and_undo_only_what_nobody_built_on() {
+        use troc_protocol::Revocation;
+        let (alice, bob, p, ag) = loan();
+        let revoke = |who: &Identity, target: RecordId, at| {
+            any(who, at, Revocation { target_author: *who.public(), target, reason: String::new() })
+        };
+        // Alice hands over and revokes it before Bob acknowledged: undone, back to `agreed`.
+        let h = any(&alice, T + 3, Handover { agreement: ag.id(), note: String::new() });
+        let rh = revoke(&alice, h.id(), T + 4);
+        let v = status(vec![p.clone().into_any(), ag.clone(), h.clone(), rh.clone()], T + 5);
+        assert_eq!((v.status, v.revocations.len()), (DealStatus::Agreed, 1));
+        assert_eq!((v.revocations[0].target_type, v.revocations[0].effect), (RecordType::Handover, "undone"));
+        // Bob had acknowledged it (after it): the handover stands.
+        let ack = any(
+            &bob,
+            T + 3,
+            Acknowledgement {
+                agreement: ag.id(),
+                subject: h.id(),
+                condition: Condition::AsExpected,
+                note: String::new(),
+            },
+        );
+        let v = status(vec![p.clone().into_any(), ag.clone(), h.clone(), ack.clone(), rh], T + 5);
+        assert_eq!((v.status, v.revocations[0].effect), (DealStatus::Acknowledged, "no_effect"));
+
+        // Bob revokes the agreement alone: shown, and Alice's review of Bob stands; Bob's own revoked
+        // review shows without its content.
+        let done = any(&alice, T + 7, Completion { agreement: ag.id(), note: String::new() });
+        let review = |who: &Identity, subject: &Identity, at| {
+            any(
+                who,
+                at,
+                troc_protocol::Review {
+                    agreement: ag.id(),
+                    subject: *subject.public(),
+                    rating: troc_protocol::Rating::Positive,
+                    facets: vec![],
+                    text: "Fine".into(),
+                    nonce: troc_protocol::Nonce([at as u8; 16]),
+                },
+            )
+        };
+        let (ra, rb) = (review(&alice, &bob, T + 8), review(&bob, &alice, T + 8));
+        let recs = vec![
+            p.into_any(),
+            ag.clone(),
+            done,
+            ra,
+            rb.clone(),
+            revoke(&bob, ag.id(), T + 9),
+            revoke(&bob, rb.id(), T + 9),
+        ];
+        let v = status(recs, T + 10);
+        assert_eq!((v.status, v.agreement_revoked_by.clone()), (DealStatus::Completed, vec![*bob.public()]));
+        let by = |who: &Identity| v.reviews.iter().find(|r| r.author == *who.public()).expect("a review");
+        assert_eq!((by(&alice).state, by(&alice).rating.is_some()), ("open", true));
+        assert_eq!((by(&bob).state, by(&bob).rating.is_some(), by(&bob).text.is_some()), ("revoked", false, false));
+        assert!(
+            v.revocations.iter().any(|r| r.target_type == RecordType::Agreement && r.effect == "pending_annulment")
+        );
+    }
+
+    #[test]
+    fn a_counter_signed_in_the_same_second_is_the_latest_proposal() {
+        let (alice, bob, p, _) = loan();
+        // A counter made in the same second, with an id below the proposal's (found by trying):
+        // ordering by time then id would take the proposal for the latest.
+        let counter = (0..64)
+            .map(|n| {
+                let body = Proposal {
+                    counterparty: *bob.public(),
+                    supersedes: Some(p.id()),
+                    message: format!("Two days only ({n})"),
+                    ..p.body().clone()
+                };
+                Signed::sign(&alice, p.created_at(), body).unwrap()
+            })
+            .find(|c| c.id() < p.id())
+            .expect("one of 64 ids is below");
+        let v = status(vec![counter.clone().into_any(), p.into_any()], T);
+        assert_eq!(
+            (v.status, v.proposal, v.waiting_for),
+            (DealStatus::Countered, Some(counter.id()), Some(*bob.public()))
+        );
     }
 
     #[test]

@@ -336,7 +336,11 @@ impl<'a> Plan<'a> {
         if mem.contains(id) {
             return Some(Outcome::Duplicate);
         }
-        mem.marker(id).filter(|m| m.refuses(author.as_bytes(), now)).map(|_| Outcome::Stale(StaleReason::Refused))
+        // A revocation marker (`NEVER`) is left to `apply_one`: it refuses only the types that a
+        // revocation erases, and the type is not known here.
+        mem.marker(id)
+            .filter(|m| m.expiry != keys::NEVER && m.refuses(author.as_bytes(), now))
+            .map(|_| Outcome::Stale(StaleReason::Refused))
     }
 
     /// Applies record `rec` of the batch: the rules of [`Store::apply`].
@@ -346,7 +350,16 @@ impl<'a> Plan<'a> {
             return Outcome::Duplicate;
         }
         let author = *r.author().as_bytes();
-        if self.marker(&id).is_some_and(|m| m.refuses(&author, now)) {
+        if let Some(m) = self.marker(&id).filter(|m| m.refuses(&author, now)) {
+            // A revocation marker does not refuse a record that revocation does not erase (a deal
+            // record, a withdrawal, a revocation), so every node keeps the same records whatever
+            // the order they arrived in; an annulled agreement is refused below.
+            if m.expiry != keys::NEVER || erased_by_revocation(r.record_type()) {
+                return Outcome::Stale(StaleReason::Refused);
+            }
+        }
+        if r.record_type() == RecordType::Agreement && self.annulled_before_arrival(r) {
+            self.mark_refused(&id, &author, keys::NEVER, false);
             return Outcome::Stale(StaleReason::Refused);
         }
         if keys::expiry_of(r.header(), r.body()).is_some_and(|e| e <= now) {
@@ -422,17 +435,47 @@ impl<'a> Plan<'a> {
             }
             Body::Revocation(rv) => {
                 let target = self.info(&rv.target);
-                if target.is_some_and(|t| t.author != author) {
+                if let Some(t) = target
+                    && !self.signed_by(&rv.target, &t, &author)
+                {
                     return Outcome::Refused(RefuseReason::NotOwnRecord);
                 }
-                if let Some(k) = self.quota(q, &author, u64::from(target.is_none())) {
-                    return quota_refused(k);
+                match target {
+                    // What its author said alone and nobody built on: erased and refused for good.
+                    Some(t) if erased_by_revocation(t.rtype) => {
+                        if let Some(k) = self.quota(q, &author, 0) {
+                            return quota_refused(k);
+                        }
+                        self.remove(&rv.target);
+                        self.mark_refused(&rv.target, &author, keys::NEVER, false);
+                        self.insert(rec, r);
+                        stored(Some(rv.target))
+                    }
+                    // A deal record, a withdrawal or a revocation: kept; the revocation is stored
+                    // beside it and its effect derived from both (section 14). An agreement both
+                    // parties revoked is annulled.
+                    Some(t) => {
+                        if let Some(k) = self.quota(q, &author, 1) {
+                            return quota_refused(k);
+                        }
+                        self.insert(rec, r);
+                        if t.rtype == RecordType::Agreement && self.annulled(&rv.target) {
+                            self.annul(&rv.target, &t.author);
+                            return stored(Some(rv.target));
+                        }
+                        stored(None)
+                    }
+                    None => {
+                        if let Some(k) = self.quota(q, &author, 1) {
+                            return quota_refused(k);
+                        }
+                        // Unseen target: the marker only claims the author (see `mark_refused`); a
+                        // deal record arriving later is not refused by it (see `apply_one`).
+                        self.mark_refused(&rv.target, &author, keys::NEVER, true);
+                        self.insert(rec, r);
+                        stored(None)
+                    }
                 }
-                let removed = self.remove(&rv.target);
-                // Unseen target: the marker only claims the author (see `mark_refused`).
-                self.mark_refused(&rv.target, &author, keys::NEVER, removed == Removed::NotStored);
-                self.insert(rec, r);
-                stored((removed != Removed::NotStored).then_some(rv.target))
             }
             _ => {
                 if let Some(k) = self.quota(q, &author, 1) {
@@ -500,6 +543,66 @@ impl<'a> Plan<'a> {
         out
     }
 
+    /// Whether `author` signed the stored record `id` (`t`): its author, or the second signer of a
+    /// co-signed agreement or extension.
+    fn signed_by(&self, id: &RecordId, t: &Info, author: &[u8; 32]) -> bool {
+        t.author == *author
+            || matches!(
+                self.deal_rec(id).map(|d| d.fact),
+                Some(DealFact::Agreement { counterparty, .. } | DealFact::Extension { counterparty, .. })
+                    if counterparty == *author
+            )
+    }
+
+    /// The authors of the stored revocations of `id` (memory and this batch).
+    fn revokers(&self, id: &RecordId) -> Vec<[u8; 32]> {
+        self.deal_records(id).iter().filter(|d| matches!(d.fact, DealFact::Revocation)).map(|d| d.author).collect()
+    }
+
+    /// Whether both parties of the stored agreement `id` revoked it.
+    fn annulled(&self, id: &RecordId) -> bool {
+        let Ok((_, p)) = self.agreement(id) else { return false };
+        let by = self.revokers(id);
+        by.contains(&p.author) && by.contains(&p.counterparty)
+    }
+
+    /// Whether both parties of the arriving agreement `r` already revoked it.
+    fn annulled_before_arrival(&self, r: &SignedRecord) -> bool {
+        let Body::Agreement(a) = r.body() else { return false };
+        let by = self.revokers(&r.id());
+        by.contains(r.author().as_bytes()) && by.contains(a.counterparty.as_bytes())
+    }
+
+    /// Annuls the agreement `id` (by `author`), which both parties revoked: the agreement and every
+    /// record naming it (steps, acknowledgements, cancellations, extensions, reviews) are removed;
+    /// the revocations stay (they carry the annulment to other nodes) and the agreement's id is
+    /// refused for good, so nothing naming it is stored again (an unknown deal).
+    fn annul(&mut self, id: &RecordId, author: &[u8; 32]) {
+        for d in self.deal_records(id) {
+            if !matches!(d.fact, DealFact::Revocation) {
+                self.remove(&d.id);
+            }
+        }
+        self.remove(id);
+        self.mark_refused(id, author, keys::NEVER, false);
+    }
+
+    /// Whether the deal record `d` is undone by its author's revocation: revoked by its author
+    /// (for an extension, by both its signers) and, for a record signed alone, not built on by the
+    /// other party (no record of the deal by them, other than a revocation, dated at or after it).
+    fn undone(&self, d: &DealRec, deal: &[DealRec], other: &[u8; 32]) -> bool {
+        let by = self.revokers(&d.id);
+        match d.fact {
+            DealFact::Extension { counterparty, .. } => by.contains(&d.author) && by.contains(&counterparty),
+            _ => {
+                by.contains(&d.author)
+                    && !deal.iter().any(|x| {
+                        x.author == *other && x.created_at >= d.created_at && !matches!(x.fact, DealFact::Revocation)
+                    })
+            }
+        }
+    }
+
     /// The agreement `id` and its parties, or why the record naming it waits.
     fn agreement(&self, id: &RecordId) -> Result<(DealRec, Parties), Denied> {
         match self.deal_rec(id) {
@@ -515,7 +618,14 @@ impl<'a> Plan<'a> {
     /// cancellation of it; without one, its due date (the last extension's, for a loan) or, for a
     /// deal without one, its start. The flag says whether a completion or cancellation decided it.
     fn deal_end(&self, agreement: &DealRec) -> (Timestamp, bool) {
-        let records = self.deal_records(&agreement.id);
+        let all = self.deal_records(&agreement.id);
+        let parties = match agreement.fact {
+            DealFact::Agreement { counterparty, .. } => Parties { author: agreement.author, counterparty },
+            _ => Parties { author: agreement.author, counterparty: agreement.author },
+        };
+        // Records undone by their author's revocation do not count (section 14, revocations).
+        let records: Vec<DealRec> =
+            all.iter().filter(|d| !self.undone(d, &all, &parties.other(&d.author))).copied().collect();
         let terminal = records
             .iter()
             .filter(|d| {
@@ -661,6 +771,13 @@ impl<'a> Plan<'a> {
     }
 }
 
+/// The record types a revocation erases (deletes and refuses for good): what the author said alone
+/// that nobody built on. Every other record (deal records, withdrawals, revocations) is kept and
+/// the revocation stored beside it (`docs/protocol.md` section 14, revocations).
+pub(crate) fn erased_by_revocation(t: RecordType) -> bool {
+    matches!(t, RecordType::Profile | RecordType::Listing | RecordType::Vouch)
+}
+
 impl Store {
     /// Applies a batch of verified records, in order, and returns one [`Outcome`] per record. Later
     /// records see earlier ones (a withdrawal after its listing in the same batch withdraws it).
@@ -680,8 +797,10 @@ impl Store {
     ///   is kept, to refuse the listing if it arrives).
     /// - profile: the newest per author (by `created_at`, then greater id) wins; older:
     ///   `Stale(OlderRevision)`; newer: replaces the stored one, which is refused.
-    /// - revocation: its target deleted (if stored) and refused; a target stored by another author:
-    ///   `Refused(NotOwnRecord)`.
+    /// - revocation: a target stored by someone who did not sign it: `Refused(NotOwnRecord)`; a
+    ///   profile, listing or vouch: deleted and refused; any other record (deal records, reviews,
+    ///   withdrawals, revocations): kept, the revocation stored beside it; an agreement both parties
+    ///   revoked: annulled, with every record naming it (`docs/protocol.md` section 14).
     /// - quotas: `Refused(Quota(_))` when adding the record would exceed a quota (a replacement adds
     ///   nothing).
     pub fn apply(&self, batch: &[SignedRecord], now: Timestamp) -> Result<Vec<Outcome>, StoreError> {

@@ -32,7 +32,9 @@ pub(super) const NO_EXPIRY: Timestamp = u64::MAX;
 /// Link tags: a proposal, agreement or extension, once per party (key: a person).
 pub(super) const LINK_PARTY: u8 = 1;
 /// Records naming a deal (an agreement, or the proposal a cancellation declines): deal steps,
-/// cancellations, extensions, reviews, review commitments (key: an interned deal id).
+/// cancellations, extensions, reviews, review commitments (key: an interned deal id); and
+/// revocations, which name the record they revoke (key: the interned id of that record), so the
+/// deal rules find the revocations of a deal record (`docs/protocol.md` section 14, revocations).
 pub(super) const LINK_REFERENCE: u8 = 2;
 /// Reviews, review commitments and vouches about a person (key: a person).
 pub(super) const LINK_SUBJECT: u8 = 3;
@@ -70,6 +72,8 @@ pub(super) enum DealFact {
         subject: [u8; 32],
         review: RecordId,
     },
+    /// A revocation; the "deal" it names is the record it revokes (whatever its type).
+    Revocation,
 }
 
 /// The deal a record names (`None` for proposals and agreements, which are deals themselves) and
@@ -93,6 +97,7 @@ pub(super) fn deal_fact(body: &Body) -> Option<(Option<RecordId>, DealFact)> {
         Body::ReviewCommitment(c) => {
             (Some(c.agreement), DealFact::Commitment { subject: *c.subject.as_bytes(), review: c.review })
         }
+        Body::Revocation(r) => (Some(r.target), DealFact::Revocation),
         _ => return None,
     })
 }
@@ -463,7 +468,11 @@ impl Mem {
                 link(self, LINK_SUBJECT, v.subject.as_bytes());
                 Extra::Links { n, links }
             }
-            Body::Profile(_) | Body::Revocation(_) => Extra::None,
+            Body::Revocation(r) => {
+                link(self, LINK_REFERENCE, r.target.as_bytes());
+                Extra::Links { n, links }
+            }
+            Body::Profile(_) => Extra::None,
         };
         let meta = Meta {
             id,

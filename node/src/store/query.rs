@@ -361,8 +361,15 @@ impl Store {
     }
 }
 
-/// The records naming `deal`, as `(created_at, loc)` in set order.
+/// The records naming `deal`, as `(created_at, loc)` in set order, and the revocations of those
+/// records (a revocation names the record it revokes).
 fn referencing(mem: &Mem, deal: &RecordId) -> Vec<(Timestamp, Loc)> {
-    let Some(d) = mem.deal_of(deal) else { return Vec::new() };
-    mem.links(LINK_REFERENCE, d).filter_map(|&(_, _, at, slot)| mem.meta(slot).map(|m| (at, loc(m)))).collect()
+    let direct = |id: &RecordId| -> Vec<(Timestamp, Loc)> {
+        let Some(d) = mem.deal_of(id) else { return Vec::new() };
+        mem.links(LINK_REFERENCE, d).filter_map(|&(_, _, at, slot)| mem.meta(slot).map(|m| (at, loc(m)))).collect()
+    };
+    let mut out = direct(deal);
+    let revoked: Vec<(Timestamp, Loc)> = out.iter().flat_map(|(_, (id, _))| direct(id)).collect();
+    out.extend(revoked);
+    out
 }

@@ -18,12 +18,12 @@
 //!
 //! The `refused` set is not wholly derivable (a superseded revision's record is gone), so it is kept.
 
-use troc_protocol::{Body, Header, RecordId, SignedRecord, Timestamp, Unverified, decode, verify_batch};
+use troc_protocol::{Body, Header, RecordId, RecordType, SignedRecord, Timestamp, Unverified, decode, verify_batch};
 
 use sled::Transactional;
 
 use super::keys::{self, Marker};
-use super::mem::{Extra, Mem};
+use super::mem::{DealFact, Extra, LINK_REFERENCE, Mem};
 use super::{RepairReport, Store, StoreError};
 use crate::search::{Document, SearchIndex};
 
@@ -195,16 +195,48 @@ impl Loader {
         }
     }
 
-    /// Applies the stored revocations: a target stored by the same author is removed; every target
-    /// is refused (a marker that only claims the author when the target is not theirs).
+    /// Applies the stored revocations as `apply` does: a profile, listing or vouch stored by the
+    /// same author is removed and refused; an agreement revoked by both its parties is annulled
+    /// (removed with every record naming it, and refused); any other stored target is kept; an
+    /// unseen target is refused (a marker that only claims the author).
     fn revoke(&mut self) {
-        for (author, target) in std::mem::take(&mut self.revocations) {
-            let same_author =
-                self.mem.get(&target).and_then(|m| self.mem.person_key(m.author)).is_some_and(|a| *a == author);
-            if same_author {
-                self.evict(&target, None);
+        let revocations = std::mem::take(&mut self.revocations);
+        for (author, target) in &revocations {
+            let Some(m) = self.mem.get(target) else {
+                self.mark(target, author, keys::NEVER, true);
+                continue;
+            };
+            let (rtype, target_author) = (m.rtype, self.mem.person_key(m.author).copied());
+            if target_author == Some(*author) && super::apply::erased_by_revocation(rtype) {
+                self.evict(target, Some((*author, keys::NEVER)));
             }
-            self.mark(&target, &author, keys::NEVER, !same_author);
+        }
+        for (author, target) in &revocations {
+            let Some(m) = self.mem.get(target) else { continue };
+            if m.rtype != RecordType::Agreement || self.mem.person_key(m.author) != Some(author) {
+                continue;
+            }
+            let Some(DealFact::Agreement { counterparty, .. }) = self.mem.deal_fact(target) else { continue };
+            if !revocations.contains(&(counterparty, *target)) {
+                continue;
+            }
+            // Annulled: the agreement and what names it (not the revocations, which carry it).
+            let named: Vec<RecordId> = self
+                .mem
+                .deal_of(target)
+                .map(|k| {
+                    self.mem
+                        .links(LINK_REFERENCE, k)
+                        .filter_map(|&(_, _, _, slot)| self.mem.meta(slot))
+                        .filter(|m| m.rtype != RecordType::Revocation)
+                        .map(|m| m.id)
+                        .collect()
+                })
+                .unwrap_or_default();
+            for id in named {
+                self.evict(&id, None);
+            }
+            self.evict(target, Some((*author, keys::NEVER)));
         }
     }
 }

@@ -1353,3 +1353,114 @@ fn the_local_tree_bounds_the_outbox_and_remembers_blocks() {
     assert!(!store.reminder_once(&deal, 1).unwrap());
     assert!(store.reminder_once(&deal, 2).unwrap());
 }
+
+// ---------------------------------------------------------------------------------------------
+// Revocations of deal records (docs/protocol.md section 14, revocations)
+
+#[test]
+fn a_unilateral_revocation_of_an_agreement_erases_nothing() {
+    let (_d, store) = fresh();
+    let (_, ag) = a_loan(&store);
+    let done = completion(&alice(), ag.id(), NOW + 10);
+    let bobs = review(&bob(), &alice(), ag.id(), NOW + 11);
+    store.apply(&[done, bobs.clone()], NOW).unwrap();
+    // Alice, reviewed by Bob, revokes the agreement alone: stored, and nothing else changes.
+    let rv = revocation(&alice(), ag.id(), NOW + 12);
+    assert_eq!(apply1(&store, &rv), stored(&rv, Some(Scope::Global), None));
+    assert!(store.contains(&ag.id()).unwrap() && store.contains(&bobs.id()).unwrap());
+    // The agreement and Bob's review still come in on a node that got the revocation first.
+    let (_d2, other) = fresh();
+    assert!(apply1(&other, &rv).is_stored());
+    let (p, _) = (proposal(&bob(), &alice(), NOW), ());
+    let out = other.apply(&[p, ag.clone(), completion(&alice(), ag.id(), NOW + 10), bobs.clone()], NOW).unwrap();
+    assert!(out.iter().all(Outcome::is_stored), "{out:?}");
+    // Someone else's revocation of it is not theirs to make.
+    assert_eq!(
+        apply1(&store, &revocation(&mallory(), ag.id(), NOW + 12)),
+        Outcome::Refused(RefuseReason::NotOwnRecord)
+    );
+}
+
+#[test]
+fn an_agreement_both_parties_revoked_is_annulled_in_any_order() {
+    let (_d, store) = fresh();
+    let (p, ag) = a_loan(&store);
+    let done = completion(&alice(), ag.id(), NOW + 10);
+    let bobs = review(&bob(), &alice(), ag.id(), NOW + 11);
+    store.apply(&[done.clone(), bobs.clone()], NOW).unwrap();
+    let (ra, rb) = (revocation(&alice(), ag.id(), NOW + 12), revocation(&bob(), ag.id(), NOW + 13));
+    assert!(apply1(&store, &ra).is_stored());
+    // The counterparty (second signer) may revoke it too: the second revocation annuls it.
+    assert_eq!(apply1(&store, &rb), stored(&rb, Some(Scope::Global), Some(ag.id())));
+    for r in [&ag, &done, &bobs] {
+        assert!(!store.contains(&r.id()).unwrap(), "{:?} is gone", r.record_type());
+    }
+    assert!(store.contains(&ra.id()).unwrap() && store.contains(&rb.id()).unwrap());
+    // It does not come back, nor what names it.
+    assert_eq!(apply1(&store, &ag), Outcome::Stale(StaleReason::Refused));
+    assert_eq!(apply1(&store, &done), Outcome::Stale(StaleReason::UnknownDeal));
+
+    // Revocations first, then the deal: the same records stay.
+    let (_d2, other) = fresh();
+    other.apply(&[rb.clone(), ra.clone()], NOW).unwrap();
+    let out = other.apply(&[p.clone(), ag.clone(), done.clone(), bobs.clone()], NOW).unwrap();
+    assert!(out[0].is_stored());
+    assert_eq!(
+        &out[1..],
+        &[
+            Outcome::Stale(StaleReason::Refused),
+            Outcome::Stale(StaleReason::UnknownDeal),
+            Outcome::Stale(StaleReason::UnknownDeal)
+        ]
+    );
+    // And after a restart (the rules applied again from the log), still annulled.
+    let dir = tempfile::tempdir().unwrap();
+    let s = open_in(dir.path());
+    s.apply(&[p, ag.clone(), done, bobs.clone()], NOW).unwrap();
+    s.apply(&[ra, rb], NOW).unwrap();
+    s.close().unwrap();
+    let s = open_in(dir.path());
+    assert!(!s.contains(&ag.id()).unwrap() && !s.contains(&bobs.id()).unwrap());
+    assert_eq!(apply1(&s, &ag), Outcome::Stale(StaleReason::Refused));
+}
+
+#[test]
+fn a_revoked_step_is_undone_only_if_the_other_party_did_not_build_on_it() {
+    let (_d, store) = fresh();
+    let (_, ag) = a_loan(&store);
+    // Alice completes by mistake and revokes it before Bob did anything: the deal has not ended.
+    let done = completion(&alice(), ag.id(), NOW + 10);
+    assert!(apply1(&store, &done).is_stored());
+    assert!(apply1(&store, &revocation(&alice(), done.id(), NOW + 11)).is_stored());
+    assert!(store.contains(&done.id()).unwrap(), "kept: the revocation is stored beside it");
+    assert_eq!(apply1(&store, &review(&bob(), &alice(), ag.id(), NOW + 12)), Outcome::Stale(StaleReason::DealNotEnded));
+
+    // Bob's completion, reviewed by Alice after it: Bob's revocation comes too late to undo it.
+    let (_d2, s2) = fresh();
+    let (_, ag2) = a_loan(&s2);
+    let end = completion(&bob(), ag2.id(), NOW + 10);
+    s2.apply(&[end.clone(), review(&alice(), &bob(), ag2.id(), NOW + 11)], NOW).unwrap();
+    assert!(apply1(&s2, &revocation(&bob(), end.id(), NOW + 12)).is_stored());
+    // The completion still ends the deal: Bob's review dated just after it is in its window.
+    assert!(apply1(&s2, &review(&bob(), &alice(), ag2.id(), NOW + 13)).is_stored());
+}
+
+#[test]
+fn a_revoked_review_keeps_its_place_and_opens_no_way_to_a_second_one() {
+    let (_d, store) = fresh();
+    let (_, ag) = a_loan(&store);
+    assert!(apply1(&store, &completion(&alice(), ag.id(), NOW + 10)).is_stored());
+    let first = review(&bob(), &alice(), ag.id(), NOW + 11);
+    assert!(apply1(&store, &first).is_stored());
+    assert!(apply1(&store, &revocation(&bob(), first.id(), NOW + 12)).is_stored());
+    assert!(store.contains(&first.id()).unwrap());
+    assert_eq!(
+        apply1(&store, &review(&bob(), &alice(), ag.id(), NOW + 13)),
+        deal_refused(DealRefusal::DuplicateReview)
+    );
+    // A vouch is still erased by its revocation.
+    let v = vouch(&alice(), &bob(), NOW, NOW + 30 * DAY);
+    assert!(apply1(&store, &v).is_stored());
+    assert!(apply1(&store, &revocation(&alice(), v.id(), NOW + 1)).is_stored());
+    assert!(!store.contains(&v.id()).unwrap());
+}
