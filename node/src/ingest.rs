@@ -21,6 +21,7 @@
 //! message, `Reject` penalises the peer that sent it, `Ignore` drops it without penalty (duplicates,
 //! stale revisions, rate limits, a full queue).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -174,10 +175,13 @@ struct Verifier {
     limits: Limits,
     rx: mpsc::Receiver<Job>,
     author_rate: RateLimiter<PublicKey>,
+    /// Batches handed to the writer and not yet stored (see [`Verifier::batch_limit`]).
+    pending: Arc<AtomicUsize>,
 }
 
 /// The writer stage: the only writer of the store.
 struct Storer {
+    pending: Arc<AtomicUsize>,
     local: PublicKey,
     store: Store,
     metrics: Metrics,
@@ -192,8 +196,17 @@ impl Writer {
     pub fn run(self) {
         let Writer { local, store, metrics, limits, rx, to_swarm, events } = self;
         let author_rate = RateLimiter::new(limits.author_gossip, 100_000);
-        let verifier = Verifier { local, store: store.clone(), metrics: metrics.clone(), limits, rx, author_rate };
-        let mut storer = Storer { local, store, metrics, to_swarm, events };
+        let pending = Arc::new(AtomicUsize::new(0));
+        let verifier = Verifier {
+            local,
+            store: store.clone(),
+            metrics: metrics.clone(),
+            limits,
+            rx,
+            author_rate,
+            pending: Arc::clone(&pending),
+        };
+        let mut storer = Storer { pending, local, store, metrics, to_swarm, events };
         let (tx, staged) = std::sync::mpsc::sync_channel::<Staged>(STAGED_BATCHES);
         // The verifier goes to its thread through this cell, so that it can be taken back if the
         // thread cannot start.
@@ -307,7 +320,8 @@ impl Verifier {
             let Some(first) = self.rx.blocking_recv() else { return };
             let mut jobs = vec![first];
             let mut batch_records: usize = jobs[0].len();
-            while batch_records < self.limits.ingest_batch {
+            let limit = self.batch_limit();
+            while batch_records < limit {
                 match self.rx.try_recv() {
                     Ok(job) => {
                         batch_records += job.len();
@@ -341,8 +355,22 @@ impl Verifier {
         }
     }
 
-    /// Checks and verifies a batch of jobs.
+    /// How many records to gather into the next batch. A full batch (`ingest_batch`) when the
+    /// writer has work, a quarter of one when it is idle: at the start of a burst the writer would
+    /// otherwise wait for a whole batch to be verified before it can start, and the first records
+    /// of the burst would wait with it. (Smaller batches verify a little less efficiently, so only
+    /// the first one of a burst is small.) A job is never split: the first job is always taken whole.
+    fn batch_limit(&self) -> usize {
+        if self.pending.load(Ordering::Acquire) == 0 {
+            self.limits.ingest_batch.div_ceil(4)
+        } else {
+            self.limits.ingest_batch
+        }
+    }
+
+    /// Checks and verifies a batch of jobs, and counts it as pending for the writer.
     fn verify(&mut self, jobs: Vec<RecordsJob>) -> Verified {
+        self.pending.fetch_add(1, Ordering::AcqRel);
         let now = now_secs();
         let instant = Instant::now();
         let mut results: Vec<Vec<Option<ItemResult>>> =
@@ -502,7 +530,10 @@ impl Storer {
     /// Handles a batch or a prune (`run` handles the Close itself).
     fn handle(&mut self, staged: Staged) {
         match staged {
-            Staged::Batch(v) => self.store_batch(v),
+            Staged::Batch(v) => {
+                self.store_batch(v);
+                self.pending.fetch_sub(1, Ordering::AcqRel);
+            }
             Staged::Prune => match self.store.prune(now_secs()) {
                 Ok(report) => tracing::debug!(?report, "pruned expired records"),
                 Err(e) => tracing::warn!(error = %e, "pruning failed"),
