@@ -4,11 +4,14 @@
 //!
 //! How it stays cheap and bounded:
 //! - The engine's input is a [`RecordFacts`] (a few fields per trust record: agreements, deal steps,
-//!   acknowledgements, cancellations, reviews, review commitments, vouches, revocations). It is
-//!   loaded from the store once, at the first query, and then kept up to date incrementally: a small
-//!   task listens to the node's `Stored` events and notes the ids of new trust records (at most
+//!   acknowledgements, cancellations, extensions, reviews, review commitments, vouches, revocations).
+//!   It is loaded from the store once, at the first query, and then kept up to date incrementally: a
+//!   small task listens to the node's `Stored` events and notes the ids of new trust records (at most
 //!   [`MAX_PENDING`]; beyond that, or when it missed events, the next rebuild reloads everything).
 //!   It is also reloaded in full every [`FULL_RELOAD_EVERY`], which drops records the store pruned.
+//!   Revocations are trust records like the others: noted, added, and applied by the facts with the
+//!   deal state's rules (a step undone, an extension dropped, an agreement both parties revoked
+//!   annulled with everything naming it) at the next rebuild, not at the next full reload.
 //! - A query reuses the prepared [`TrustModel`] unless records arrived since it was built (or it is
 //!   older than [`MAX_MODEL_AGE`]: decay and expiries move with time); a rebuild happens at most once
 //!   per [`MIN_REBUILD_INTERVAL`], so a storm of queries cannot keep the node rebuilding: in between
@@ -47,6 +50,7 @@ pub const TRUST_TYPES: &[RecordType] = &[
     RecordType::Completion,
     RecordType::Cancellation,
     RecordType::Acknowledgement,
+    RecordType::Extension,
     RecordType::Review,
     RecordType::ReviewCommitment,
     RecordType::Vouch,
