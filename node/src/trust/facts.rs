@@ -22,6 +22,8 @@
 //!   other party, and its time is within `[agreement time, end + 14 days]`. Only the first such
 //!   review of an author for a deal (lowest `(time, id)`) is considered; if the author revoked it,
 //!   that author has no review of that deal (revoking does not open the way to a second review).
+//!   A revoked `review_commitment` likewise takes its author's place at its time, with no opinion:
+//!   neither the review revealing it nor a later one counts.
 //!   A review that reveals a live `review_commitment` (same author, agreement, subject, committed
 //!   id) takes the commitment's time if earlier: committing inside the window is what counts.
 //! - **Signals** from deal records: a `no_show` authored by a party is a negative opinion of the
@@ -605,6 +607,23 @@ impl RecordFacts {
             let slot = first.entry((r.agreement, kb(&r.author))).or_insert((at, *rid));
             if (at, *rid) < *slot {
                 *slot = (at, *rid);
+            }
+        }
+        // A revoked commitment still is its author's one review of the deal, with nothing in it:
+        // it takes the slot at its time (its id names no review, so no opinion comes of it), and
+        // the review that would reveal it does not count.
+        for ((_, cid), c) in &self.commitments {
+            let Some(deal) = deals.get(&c.agreement) else { continue };
+            if deal.other(&c.author) != Some(&c.subject) || !live(c.at) || !self.is_revoked(&c.author, cid) {
+                continue;
+            }
+            let Some(end) = deal.ended_at else { continue };
+            if c.at < deal.at || c.at > end.saturating_add(REVIEW_WINDOW_SECS) {
+                continue;
+            }
+            let slot = first.entry((c.agreement, kb(&c.author))).or_insert((c.at, *cid));
+            if (c.at, *cid) < *slot {
+                *slot = (c.at, *cid);
             }
         }
 

@@ -221,6 +221,33 @@ fn a_revealed_review_takes_its_commitment_time() {
 }
 
 #[test]
+fn a_revoked_commitment_is_the_authors_one_review_with_nothing_in_it() {
+    let (a, b) = (id(1), id(2));
+    let ag = agreement(&a, &b, NOW - 40 * DAY, 1);
+    let c = completion(&a, &ag, NOW - 30 * DAY);
+    // Everything inside the window (it closes 16 days ago).
+    let hidden = review_of(&b, ag.id(), a.public(), Rating::Negative, NOW - 20 * DAY, 1);
+    let commit = Signed::sign(
+        &b,
+        NOW - 25 * DAY,
+        ReviewCommitment { agreement: ag.id(), subject: *a.public(), review: hidden.id() },
+    )
+    .unwrap()
+    .into_any();
+    let g = TrustGraph::from_records([&ag, &c, &commit, &hidden], NOW);
+    assert_eq!(opinion_of(&g, ag.id(), b.public()).unwrap().verdict, Verdict::Negative);
+    // Revoked: neither its reveal nor a later review counts.
+    let rv = revoke(&b, &commit, NOW - 24 * DAY);
+    let later = review_of(&b, ag.id(), a.public(), Rating::Positive, NOW - 18 * DAY, 2);
+    let g = TrustGraph::from_records([&ag, &c, &commit, &rv, &hidden, &later], NOW);
+    assert!(opinion_of(&g, ag.id(), b.public()).is_none());
+    // A review before the commitment is still the first one.
+    let earlier = review_of(&b, ag.id(), a.public(), Rating::Positive, NOW - 26 * DAY, 3);
+    let g = TrustGraph::from_records([&ag, &c, &commit, &rv, &hidden, &earlier], NOW);
+    assert_eq!(opinion_of(&g, ag.id(), b.public()).unwrap().verdict, Verdict::Positive);
+}
+
+#[test]
 fn no_shows_disputes_and_damage_count_against_the_other_party() {
     let (a, b) = (id(1), id(2));
     let ag = agreement(&a, &b, NOW - 10 * DAY, 1);
