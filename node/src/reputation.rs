@@ -4,11 +4,14 @@
 //!
 //! How it stays cheap and bounded:
 //! - The engine's input is a [`RecordFacts`] (a few fields per trust record: agreements, deal steps,
-//!   acknowledgements, cancellations, reviews, review commitments, vouches, revocations). It is
-//!   loaded from the store once, at the first query, and then kept up to date incrementally: a small
-//!   task listens to the node's `Stored` events and notes the ids of new trust records (at most
+//!   acknowledgements, cancellations, extensions, reviews, review commitments, vouches, revocations).
+//!   It is loaded from the store once, at the first query, and then kept up to date incrementally: a
+//!   small task listens to the node's `Stored` events and notes the ids of new trust records (at most
 //!   [`MAX_PENDING`]; beyond that, or when it missed events, the next rebuild reloads everything).
 //!   It is also reloaded in full every [`FULL_RELOAD_EVERY`], which drops records the store pruned.
+//!   Revocations are trust records like the others: noted, added, and applied by the facts with the
+//!   deal state's rules (a step undone, an extension dropped, an agreement both parties revoked
+//!   annulled with everything naming it) at the next rebuild, not at the next full reload.
 //! - A query reuses the prepared [`TrustModel`] unless records arrived since it was built (or it is
 //!   older than [`MAX_MODEL_AGE`]: decay and expiries move with time); a rebuild happens at most once
 //!   per [`MIN_REBUILD_INTERVAL`], so a storm of queries cannot keep the node rebuilding: in between
@@ -47,6 +50,7 @@ pub const TRUST_TYPES: &[RecordType] = &[
     RecordType::Completion,
     RecordType::Cancellation,
     RecordType::Acknowledgement,
+    RecordType::Extension,
     RecordType::Review,
     RecordType::ReviewCommitment,
     RecordType::Vouch,
@@ -318,22 +322,7 @@ impl ReputationService {
         let now = now_secs();
         let started = Instant::now();
         let done = tokio::task::spawn_blocking(move || -> Result<(RecordFacts, TrustModel), StoreError> {
-            let facts = match facts {
-                Some(mut f) => {
-                    for id in &ids {
-                        // Gone since (revoked, pruned): nothing to add.
-                        if let Some(r) = store.get(id)? {
-                            f.add(&r);
-                        }
-                    }
-                    f
-                }
-                None => {
-                    let mut f = RecordFacts::new();
-                    store.for_each_of_types(TRUST_TYPES, LOAD_CHUNK, |chunk| chunk.iter().for_each(|r| f.add(r)))?;
-                    f
-                }
-            };
+            let facts = update_facts(&store, facts, &ids)?;
             let graph = facts.build(now);
             let model = TrustModel::new(&graph, now, TrustParams::default());
             Ok((facts, model))
@@ -364,6 +353,29 @@ impl ReputationService {
             }
         }
     }
+}
+
+/// The facts brought up to date: `facts` with the records `ids` added (those still stored), or,
+/// without `facts`, every trust record loaded from the store. A revocation is added like any record
+/// (the store keeps revocations, also those that annulled an agreement), and the facts apply it at
+/// their next build.
+fn update_facts(store: &Store, facts: Option<RecordFacts>, ids: &[RecordId]) -> Result<RecordFacts, StoreError> {
+    Ok(match facts {
+        Some(mut f) => {
+            for id in ids {
+                // Gone since (erased, annulled, pruned): nothing to add.
+                if let Some(r) = store.get(id)? {
+                    f.add(&r);
+                }
+            }
+            f
+        }
+        None => {
+            let mut f = RecordFacts::new();
+            store.for_each_of_types(TRUST_TYPES, LOAD_CHUNK, |chunk| chunk.iter().for_each(|r| f.add(r)))?;
+            f
+        }
+    })
 }
 
 /// Notes the ids of trust records as they are stored. Ends at shutdown or when the channel closes.
@@ -622,5 +634,99 @@ fn deal_error(e: crate::deals::DealError) -> ReputationError {
         crate::deals::DealError::Store(s) => ReputationError::Store(s),
         crate::deals::DealError::NotFound(_) => ReputationError::Invalid(e.to_string()),
         other => ReputationError::Invalid(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use troc_protocol::{
+        Agreement, Completion, Identity, Kind, ListingKey, PartiallySigned, Proposal, Rating, Review, Revocation,
+        Signed, SignedRecord,
+    };
+
+    use super::*;
+    use crate::store::StoreConfig;
+
+    const NOW: Timestamp = 1_700_000_000;
+    const DAY: Timestamp = 86_400;
+
+    fn signed<B: troc_protocol::RecordBody>(who: &Identity, at: Timestamp, body: B) -> SignedRecord {
+        Signed::sign(who, at, body).expect("sign").into_any()
+    }
+
+    fn revocation(who: &Identity, target: RecordId, at: Timestamp) -> SignedRecord {
+        signed(who, at, Revocation { target_author: *who.public(), target, reason: String::new() })
+    }
+
+    /// The facts the service keeps, updated from the store the way a rebuild does it, see an
+    /// unilateral revocation change nothing and an annulment take the deal away at once.
+    #[test]
+    fn trust_facts_take_revocations_and_annulments_from_the_store_at_the_next_rebuild() {
+        assert!(TRUST_TYPES.contains(&RecordType::Extension) && TRUST_TYPES.contains(&RecordType::Revocation));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(StoreConfig::new(dir.path().join("db"))).expect("open");
+        let (alice, bob) = (Identity::from_seed(&[1; 32]), Identity::from_seed(&[2; 32]));
+        let p = signed(
+            &bob,
+            NOW,
+            Proposal {
+                counterparty: *alice.public(),
+                listing_author: *alice.public(),
+                listing_key: ListingKey([1; 16]),
+                listing_revision: 1,
+                kind: Kind::Lend,
+                start: NOW + DAY,
+                end: Some(NOW + 3 * DAY),
+                message: String::new(),
+                in_return: String::new(),
+                supersedes: None,
+            },
+        );
+        let body = Agreement {
+            counterparty: *bob.public(),
+            proposal: p.id(),
+            listing_author: *alice.public(),
+            listing_key: ListingKey([1; 16]),
+            kind: Kind::Lend,
+            start: NOW + DAY,
+            due: Some(NOW + 3 * DAY),
+        };
+        let ag = PartiallySigned::sign(&alice, NOW + 1, body).unwrap().countersign(&bob).unwrap().into_any();
+        let done = signed(&alice, NOW + 10, Completion { agreement: ag.id(), note: String::new() });
+        let review = signed(
+            &bob,
+            NOW + 11,
+            Review {
+                agreement: ag.id(),
+                subject: *alice.public(),
+                rating: Rating::Positive,
+                facets: vec![],
+                text: String::new(),
+                nonce: troc_protocol::Nonce([1; 16]),
+            },
+        );
+        let out = store.apply(&[p, ag.clone(), done, review], NOW).expect("apply");
+        assert!(out.iter().all(|o| o.is_stored()), "{out:?}");
+        let now = NOW + DAY;
+        let facts = update_facts(&store, None, &[]).expect("load");
+        assert!(facts.build(now).deal(&ag.id()).is_some());
+        assert_eq!(facts.build(now).opinions().len(), 2);
+
+        // Alice alone revokes the agreement: recorded, nothing else.
+        let ra = revocation(&alice, ag.id(), NOW + 12);
+        assert!(store.apply(std::slice::from_ref(&ra), NOW).expect("apply")[0].is_stored());
+        let facts = update_facts(&store, Some(facts), &[ra.id()]).expect("update");
+        assert_eq!(facts.build(now).opinions().len(), 2);
+
+        // Bob too: the store annuls it and keeps the revocation, which the facts apply at once.
+        let rb = revocation(&bob, ag.id(), NOW + 13);
+        assert!(store.apply(std::slice::from_ref(&rb), NOW).expect("apply")[0].is_stored());
+        assert!(!store.contains(&ag.id()).expect("contains"));
+        let facts = update_facts(&store, Some(facts), &[rb.id()]).expect("update");
+        let graph = facts.build(now);
+        assert!(graph.deal(&ag.id()).is_none() && graph.opinions().is_empty());
+        // A full reload agrees.
+        let reloaded = update_facts(&store, None, &[]).expect("reload").build(now);
+        assert!(reloaded.deals().len() == 0 && reloaded.opinions().is_empty());
     }
 }

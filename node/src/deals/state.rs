@@ -218,11 +218,23 @@ pub fn built_on(r: &SignedRecord, records: &[SignedRecord], other: &PublicKey) -
 /// it. An agreement is never undone here: both parties revoking it annuls it, and the store drops it.
 pub fn undone(r: &SignedRecord, records: &[SignedRecord], other: &PublicKey) -> bool {
     let by = revokers(&r.id(), records);
-    match r.body() {
-        Body::Agreement(_) | Body::Revocation(_) => false,
-        Body::Extension(e) => by.contains(r.author()) && by.contains(&e.counterparty),
-        Body::Review(_) | Body::ReviewCommitment(_) => by.contains(r.author()),
-        _ => by.contains(r.author()) && !built_on(r, records, other),
+    let cosigner = match r.body() {
+        Body::Extension(e) => by.contains(&e.counterparty),
+        _ => false,
+    };
+    undone_rule(r.record_type(), by.contains(r.author()), cosigner, || built_on(r, records, other))
+}
+
+/// The rule [`undone`] applies, on what it found out, for whoever keeps deal records in another
+/// form (the trust engine's facts): whether a deal record of type `t` is undone, given whether its
+/// author revoked it, whether its co-signer did (an extension's counterparty), and whether the
+/// other party built on it (asked only when it matters).
+pub fn undone_rule(t: RecordType, by_author: bool, by_cosigner: bool, built_on: impl FnOnce() -> bool) -> bool {
+    match t {
+        RecordType::Agreement | RecordType::Revocation => false,
+        RecordType::Extension => by_author && by_cosigner,
+        RecordType::Review | RecordType::ReviewCommitment => by_author,
+        _ => by_author && !built_on(),
     }
 }
 

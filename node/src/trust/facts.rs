@@ -22,6 +22,8 @@
 //!   other party, and its time is within `[agreement time, end + 14 days]`. Only the first such
 //!   review of an author for a deal (lowest `(time, id)`) is considered; if the author revoked it,
 //!   that author has no review of that deal (revoking does not open the way to a second review).
+//!   A revoked `review_commitment` likewise takes its author's place at its time, with no opinion:
+//!   neither the review revealing it nor a later one counts.
 //!   A review that reveals a live `review_commitment` (same author, agreement, subject, committed
 //!   id) takes the commitment's time if earlier: committing inside the window is what counts.
 //! - **Signals** from deal records: a `no_show` authored by a party is a negative opinion of the
@@ -31,8 +33,14 @@
 //!   positive opinion ("satisfied") when that party wrote no review.
 //! - A party's **opinion** of the other in one deal is the worst of their review and their signals.
 //! - A **vouch** is a weak edge while `created_at ≤ now < expires_at`, unless revoked.
-//! - A **revocation** withdraws its author's review, review commitment or vouch. Agreements and
-//!   deal steps are facts both parties lived through and are not withdrawn by one party.
+//! - A **revocation** follows the deal state's rules (`docs/protocol.md` section 14, applied with
+//!   [`crate::deals::state::undone_rule`]): it withdraws its author's review, review commitment or
+//!   vouch; it undoes its author's deal step (handover, return, acknowledgement, completion,
+//!   cancellation) unless the other party signed a record of the deal (other than a revocation)
+//!   dated at or after the step; an extension stops moving the due date once both its signers
+//!   revoked it; an agreement revoked by one party stands, and one revoked by both is annulled: the
+//!   deal and everything naming it are left out.
+//! - A deal's **due date** is the agreement's, moved later by the extensions that stand.
 //! - Records dated more than the clock skew (`MAX_CLOCK_SKEW_SECS`) after `now` are ignored.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -40,7 +48,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 use thiserror::Error;
 use troc_protocol::limits::MAX_CLOCK_SKEW_SECS;
-use troc_protocol::{Agreement, Body, CancelReason, Condition, PublicKey, Rating, RecordId, SignedRecord, Timestamp};
+use troc_protocol::{
+    Agreement, Body, CancelReason, Condition, PublicKey, Rating, RecordId, RecordType, SignedRecord, Timestamp,
+};
+
+use crate::deals::state::undone_rule;
 
 /// How long after a deal ends its parties may review it (14 days).
 pub const REVIEW_WINDOW_SECS: u64 = 14 * 86_400;
@@ -279,6 +291,18 @@ struct StepFact {
     kind: StepKind,
 }
 
+impl StepKind {
+    /// The record type, as far as the revocation rules tell them apart.
+    fn record_type(self) -> RecordType {
+        match self {
+            StepKind::Handed => RecordType::Handover,
+            StepKind::Completion => RecordType::Completion,
+            StepKind::Cancel(_) => RecordType::Cancellation,
+            StepKind::Ack { .. } => RecordType::Acknowledgement,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum StepKind {
     /// Handover or return: something the author handed over.
@@ -308,6 +332,16 @@ struct CommitmentFact {
     subject: PublicKey,
 }
 
+/// An extension of a loan's due date, co-signed by its author and `counterparty`.
+#[derive(Debug, Clone)]
+struct ExtensionFact {
+    agreement: RecordId,
+    author: PublicKey,
+    counterparty: PublicKey,
+    at: Timestamp,
+    new_due: Timestamp,
+}
+
 #[derive(Debug, Clone)]
 struct VouchFact {
     author: PublicKey,
@@ -326,6 +360,7 @@ pub struct RecordFacts {
     /// Commitments by the id of the review they hide, then by their own id.
     commitments: BTreeMap<(RecordId, RecordId), CommitmentFact>,
     vouches: BTreeMap<RecordId, VouchFact>,
+    extensions: BTreeMap<RecordId, ExtensionFact>,
     /// (author, target) of every revocation.
     revoked: BTreeSet<(KeyBytes, RecordId)>,
 }
@@ -336,7 +371,7 @@ impl RecordFacts {
     }
 
     /// Adds one verified record. Records of types the engine does not read (profiles, listings,
-    /// proposals, extensions ...) are ignored.
+    /// withdrawals, proposals) are ignored.
     pub fn add(&mut self, record: &SignedRecord) {
         let id = record.id();
         let author = *record.author();
@@ -381,7 +416,19 @@ impl RecordFacts {
                     self.revoked.insert((kb(&author), r.target));
                 }
             }
-            Body::Profile(_) | Body::Listing(_) | Body::Withdrawal(_) | Body::Proposal(_) | Body::Extension(_) => {}
+            Body::Extension(e) => {
+                self.extensions.insert(
+                    id,
+                    ExtensionFact {
+                        agreement: e.agreement,
+                        author,
+                        counterparty: e.counterparty,
+                        at,
+                        new_due: e.new_due,
+                    },
+                );
+            }
+            Body::Profile(_) | Body::Listing(_) | Body::Withdrawal(_) | Body::Proposal(_) => {}
         }
     }
 
@@ -409,9 +456,49 @@ impl RecordFacts {
         }
         let mut states: BTreeMap<RecordId, State> = BTreeMap::new();
         for (id, a) in &self.agreements {
-            if a.author != a.counterparty && live(a.at) {
+            // An agreement both parties revoked is annulled: the store deletes it with every record
+            // naming it; here it is left out, and so is everything naming it.
+            let annulled = self.is_revoked(&a.author, id) && self.is_revoked(&a.counterparty, id);
+            if a.author != a.counterparty && live(a.at) && !annulled {
                 states.insert(*id, State::default());
             }
+        }
+        // Who signed a record of each deal when (every record of the deal but revocations): a step
+        // its author revoked still counts if the other party signed one dated at or after it.
+        let mut activity: BTreeMap<RecordId, Vec<(KeyBytes, Timestamp)>> = BTreeMap::new();
+        let steps = self.steps.values().map(|s| (s.agreement, &s.author, s.at));
+        let extensions = self.extensions.values().map(|e| (e.agreement, &e.author, e.at));
+        let reviews = self.reviews.values().map(|r| (r.agreement, &r.author, r.at));
+        let commitments = self.commitments.values().map(|c| (c.agreement, &c.author, c.at));
+        for (deal, who, at) in steps.chain(extensions).chain(reviews).chain(commitments) {
+            if states.contains_key(&deal) && live(at) {
+                activity.entry(deal).or_default().push((kb(who), at));
+            }
+        }
+        let built_on = |deal: &RecordId, other: &PublicKey, at: Timestamp| {
+            activity.get(deal).is_some_and(|v| v.iter().any(|(who, t)| *who == kb(other) && *t >= at))
+        };
+        // The deal state's rule (`deals::state::undone`), on the facts.
+        let undone = |id: &RecordId, s: &StepFact, other: &PublicKey| {
+            undone_rule(s.kind.record_type(), self.is_revoked(&s.author, id), false, || {
+                built_on(&s.agreement, other, s.at)
+            })
+        };
+        // Due dates moved by extensions that stand (not revoked by both their signers).
+        let mut extended: BTreeMap<RecordId, Timestamp> = BTreeMap::new();
+        for (eid, e) in &self.extensions {
+            let Some(a) = self.agreements.get(&e.agreement) else { continue };
+            let signers = (e.author == a.author && e.counterparty == a.counterparty)
+                || (e.author == a.counterparty && e.counterparty == a.author);
+            if !signers || !live(e.at) || !states.contains_key(&e.agreement) {
+                continue;
+            }
+            let by_author = self.is_revoked(&e.author, eid);
+            if undone_rule(RecordType::Extension, by_author, self.is_revoked(&e.counterparty, eid), || false) {
+                continue;
+            }
+            let due = extended.entry(e.agreement).or_insert(e.new_due);
+            *due = (*due).max(e.new_due);
         }
         let party_of = |agreement: &RecordId, who: &PublicKey| -> Option<PublicKey> {
             let a = self.agreements.get(agreement)?;
@@ -423,11 +510,11 @@ impl RecordFacts {
                 None
             }
         };
-        for s in self.steps.values() {
+        for (id, s) in &self.steps {
             let Some(state) = states.get_mut(&s.agreement) else { continue };
             let Some(agreement) = self.agreements.get(&s.agreement) else { continue };
             let Some(other) = party_of(&s.agreement, &s.author) else { continue };
-            if !live(s.at) || s.at < agreement.at {
+            if !live(s.at) || s.at < agreement.at || undone(id, s, &other) {
                 continue;
             }
             let end = |state: &mut State| state.ended = Some(state.ended.map_or(s.at, |e| e.min(s.at)));
@@ -460,7 +547,10 @@ impl RecordFacts {
                     if matches!(condition, Condition::Damaged | Condition::Incomplete) {
                         // The acknowledged handover or return must be the other party's, on this deal.
                         let handed_by_other = self.steps.get(&subject).is_some_and(|h| {
-                            h.kind == StepKind::Handed && h.agreement == s.agreement && h.author == other
+                            h.kind == StepKind::Handed
+                                && h.agreement == s.agreement
+                                && h.author == other
+                                && !undone(&subject, h, &s.author)
                         });
                         if handed_by_other {
                             state.negatives.push((kb(&s.author), s.at, OpinionSource::Condition));
@@ -473,7 +563,8 @@ impl RecordFacts {
         let mut deals = BTreeMap::new();
         for (id, state) in &states {
             let Some(a) = self.agreements.get(id) else { continue };
-            let by_dates = a.due.unwrap_or(a.start).max(a.at);
+            let due = a.due.map(|d| extended.get(id).map_or(d, |e| d.max(*e)));
+            let by_dates = due.unwrap_or(a.start).max(a.at);
             let ended_at = state.ended.or((by_dates <= now).then_some(by_dates));
             let outcome = if state.disputed {
                 DealOutcome::Disputed
@@ -516,6 +607,23 @@ impl RecordFacts {
             let slot = first.entry((r.agreement, kb(&r.author))).or_insert((at, *rid));
             if (at, *rid) < *slot {
                 *slot = (at, *rid);
+            }
+        }
+        // A revoked commitment still is its author's one review of the deal, with nothing in it:
+        // it takes the slot at its time (its id names no review, so no opinion comes of it), and
+        // the review that would reveal it does not count.
+        for ((_, cid), c) in &self.commitments {
+            let Some(deal) = deals.get(&c.agreement) else { continue };
+            if deal.other(&c.author) != Some(&c.subject) || !live(c.at) || !self.is_revoked(&c.author, cid) {
+                continue;
+            }
+            let Some(end) = deal.ended_at else { continue };
+            if c.at < deal.at || c.at > end.saturating_add(REVIEW_WINDOW_SECS) {
+                continue;
+            }
+            let slot = first.entry((c.agreement, kb(&c.author))).or_insert((c.at, *cid));
+            if (c.at, *cid) < *slot {
+                *slot = (c.at, *cid);
             }
         }
 

@@ -3,7 +3,7 @@
 //! Sybil simulation with the targets of the full one.
 
 use troc_protocol::{
-    Acknowledgement, Agreement, CancelReason, Cancellation, Completion, Condition, Handover, Identity, Kind,
+    Acknowledgement, Agreement, CancelReason, Cancellation, Completion, Condition, Extension, Handover, Identity, Kind,
     ListingKey, Nonce, PartiallySigned, PublicKey, Rating, RecordId, Review, ReviewCommitment, Revocation, Signed,
     SignedRecord, Timestamp, Vouch,
 };
@@ -221,6 +221,33 @@ fn a_revealed_review_takes_its_commitment_time() {
 }
 
 #[test]
+fn a_revoked_commitment_is_the_authors_one_review_with_nothing_in_it() {
+    let (a, b) = (id(1), id(2));
+    let ag = agreement(&a, &b, NOW - 40 * DAY, 1);
+    let c = completion(&a, &ag, NOW - 30 * DAY);
+    // Everything inside the window (it closes 16 days ago).
+    let hidden = review_of(&b, ag.id(), a.public(), Rating::Negative, NOW - 20 * DAY, 1);
+    let commit = Signed::sign(
+        &b,
+        NOW - 25 * DAY,
+        ReviewCommitment { agreement: ag.id(), subject: *a.public(), review: hidden.id() },
+    )
+    .unwrap()
+    .into_any();
+    let g = TrustGraph::from_records([&ag, &c, &commit, &hidden], NOW);
+    assert_eq!(opinion_of(&g, ag.id(), b.public()).unwrap().verdict, Verdict::Negative);
+    // Revoked: neither its reveal nor a later review counts.
+    let rv = revoke(&b, &commit, NOW - 24 * DAY);
+    let later = review_of(&b, ag.id(), a.public(), Rating::Positive, NOW - 18 * DAY, 2);
+    let g = TrustGraph::from_records([&ag, &c, &commit, &rv, &hidden, &later], NOW);
+    assert!(opinion_of(&g, ag.id(), b.public()).is_none());
+    // A review before the commitment is still the first one.
+    let earlier = review_of(&b, ag.id(), a.public(), Rating::Positive, NOW - 26 * DAY, 3);
+    let g = TrustGraph::from_records([&ag, &c, &commit, &rv, &hidden, &earlier], NOW);
+    assert_eq!(opinion_of(&g, ag.id(), b.public()).unwrap().verdict, Verdict::Positive);
+}
+
+#[test]
 fn no_shows_disputes_and_damage_count_against_the_other_party() {
     let (a, b) = (id(1), id(2));
     let ag = agreement(&a, &b, NOW - 10 * DAY, 1);
@@ -270,6 +297,127 @@ fn no_shows_disputes_and_damage_count_against_the_other_party() {
     let g = TrustGraph::from_records([&ag, &ns_out], NOW);
     assert_eq!(g.deal(&ag.id()).unwrap().outcome, DealOutcome::Open);
     assert!(g.opinions().is_empty());
+}
+
+fn cancel(who: &Identity, deal: &SignedRecord, reason: CancelReason, at: Timestamp) -> SignedRecord {
+    Signed::sign(who, at, Cancellation { deal: deal.id(), reason, note: String::new() }).unwrap().into_any()
+}
+
+#[test]
+fn a_step_revoked_by_its_author_with_nothing_built_on_it_stops_counting() {
+    let (a, b) = (id(1), id(2));
+    let ag = agreement(&a, &b, NOW - 10 * DAY, 1);
+    let c = completion(&a, &ag, NOW - 9 * DAY);
+    let g = TrustGraph::from_records([&ag, &c], NOW);
+    assert_eq!(g.deal(&ag.id()).unwrap().outcome, DealOutcome::Completed);
+    assert_eq!(opinion_of(&g, ag.id(), a.public()).unwrap().verdict, Verdict::Satisfied);
+    // Revoked before Bob signed anything of the deal after it: undone, as in the deal state.
+    let g = TrustGraph::from_records([&ag, &c, &revoke(&a, &c, NOW - 8 * DAY)], NOW);
+    let d = g.deal(&ag.id()).unwrap();
+    assert_eq!((d.outcome, d.ended_at), (DealOutcome::Open, Some(NOW - 10 * DAY)));
+    assert!(g.opinions().is_empty());
+    // A record Bob signed before the completion is not building on it.
+    let early = review_of(&b, ag.id(), a.public(), Rating::Positive, NOW - 9 * DAY - 1, 1);
+    let g = TrustGraph::from_records([&ag, &c, &early, &revoke(&a, &c, NOW - 8 * DAY)], NOW);
+    assert_eq!(g.deal(&ag.id()).unwrap().outcome, DealOutcome::Open);
+    // A no-show report revoked the same way is no longer a negative opinion.
+    let ag2 = agreement(&a, &b, NOW - 10 * DAY, 2);
+    let ns = cancel(&a, &ag2, CancelReason::NoShow, NOW - 9 * DAY);
+    let g = TrustGraph::from_records([&ag2, &ns, &revoke(&a, &ns, NOW - 8 * DAY)], NOW);
+    assert_eq!(g.deal(&ag2.id()).unwrap().outcome, DealOutcome::Open);
+    assert!(g.opinions().is_empty());
+    // Someone else's revocation of it changes nothing.
+    let g = TrustGraph::from_records([&ag2, &ns, &revoke(&b, &ns, NOW - 8 * DAY)], NOW);
+    assert_eq!(g.deal(&ag2.id()).unwrap().outcome, DealOutcome::NoShow);
+}
+
+#[test]
+fn a_revoked_step_the_other_party_built_on_still_counts() {
+    let (a, b) = (id(1), id(2));
+    let ag = agreement(&a, &b, NOW - 10 * DAY, 1);
+    let c = completion(&a, &ag, NOW - 9 * DAY);
+    // Bob reviewed after the completion: it stands, whatever Alice revokes.
+    let rb = review_of(&b, ag.id(), a.public(), Rating::Positive, NOW - 9 * DAY, 1);
+    let g = TrustGraph::from_records([&ag, &c, &rb, &revoke(&a, &c, NOW - 8 * DAY)], NOW);
+    assert_eq!(g.deal(&ag.id()).unwrap().outcome, DealOutcome::Completed);
+    assert_eq!(opinion_of(&g, ag.id(), a.public()).unwrap().verdict, Verdict::Satisfied);
+    // Likewise a handover Bob acknowledged (damaged): the acknowledgement stays a negative signal.
+    let h =
+        Signed::sign(&b, NOW - 9 * DAY - 60, Handover { agreement: ag.id(), note: String::new() }).unwrap().into_any();
+    let ack = Signed::sign(
+        &a,
+        NOW - 9 * DAY,
+        Acknowledgement { agreement: ag.id(), subject: h.id(), condition: Condition::Damaged, note: String::new() },
+    )
+    .unwrap()
+    .into_any();
+    let g = TrustGraph::from_records([&ag, &h, &ack, &revoke(&b, &h, NOW - 8 * DAY)], NOW);
+    assert_eq!(opinion_of(&g, ag.id(), a.public()).unwrap().source, OpinionSource::Condition);
+    // The acknowledgement revoked by Alice, Bob having signed nothing after it (his handover is
+    // dated before it): no signal.
+    let g = TrustGraph::from_records([&ag, &h, &ack, &revoke(&a, &ack, NOW - 8 * DAY)], NOW);
+    assert!(opinion_of(&g, ag.id(), a.public()).is_none());
+}
+
+#[test]
+fn an_agreement_revoked_by_one_party_stands_and_by_both_is_annulled_at_once() {
+    let (a, b, c) = (id(1), id(2), id(3));
+    let deal = good_deal(&a, &b, NOW - 10 * DAY, 1);
+    let other = good_deal(&a, &c, NOW - 10 * DAY, 2);
+    let mut facts = RecordFacts::new();
+    deal.iter().chain(&other).for_each(|r| facts.add(r));
+    let before = facts.build(NOW);
+    assert_eq!((before.deals().len(), before.opinions().len()), (2, 4));
+    // One party alone: nothing changes.
+    facts.add(&revoke(&a, &deal[0], NOW - DAY));
+    let one = facts.build(NOW);
+    assert_eq!(one.deals().collect::<Vec<_>>(), before.deals().collect::<Vec<_>>());
+    assert_eq!(one.opinions(), before.opinions());
+    // Both: the deal and every opinion on it are gone from the same facts, at the next build.
+    facts.add(&revoke(&b, &deal[0], NOW - DAY));
+    let both = facts.build(NOW);
+    assert!(both.deal(&deal[0].id()).is_none());
+    assert!(both.deal(&other[0].id()).is_some());
+    assert!(both.opinions().iter().all(|o| o.deal == other[0].id()));
+    assert_eq!(both.opinions().len(), 2);
+    // And in the model: Bob's only deal is gone.
+    let model = TrustModel::new(&before, NOW, TrustParams::default());
+    let after = TrustModel::new(&both, NOW, TrustParams::default());
+    let deals_of = |m: &TrustModel| m.view(a.public(), &[]).person(b.public()).evidence.deals_completed;
+    assert_eq!((deals_of(&model), deals_of(&after)), (1, 0));
+}
+
+#[test]
+fn an_extension_stops_moving_the_due_date_only_once_both_signers_revoked_it() {
+    let (a, b) = (id(1), id(2));
+    let body = Agreement {
+        counterparty: *b.public(),
+        proposal: RecordId([9; 32]),
+        listing_author: *a.public(),
+        listing_key: ListingKey([9; 16]),
+        kind: Kind::Lend,
+        start: NOW - 10 * DAY,
+        due: Some(NOW - 5 * DAY),
+    };
+    let ag = PartiallySigned::sign(&a, NOW - 10 * DAY, body).unwrap().countersign(&b).unwrap().into_any();
+    let ext = PartiallySigned::sign(
+        &b,
+        NOW - 6 * DAY,
+        Extension { agreement: ag.id(), counterparty: *a.public(), new_due: NOW + 5 * DAY },
+    )
+    .unwrap()
+    .countersign(&a)
+    .unwrap()
+    .into_any();
+    let ended = |records: &[&SignedRecord]| {
+        TrustGraph::from_records(records.iter().copied(), NOW).deal(&ag.id()).unwrap().ended_at
+    };
+    assert_eq!(ended(&[&ag]), Some(NOW - 5 * DAY));
+    assert_eq!(ended(&[&ag, &ext]), None);
+    let (rb, ra) = (revoke(&b, &ext, NOW - 4 * DAY), revoke(&a, &ext, NOW - 3 * DAY));
+    assert_eq!(ended(&[&ag, &ext, &rb]), None);
+    assert_eq!(ended(&[&ag, &ext, &ra]), None);
+    assert_eq!(ended(&[&ag, &ext, &rb, &ra]), Some(NOW - 5 * DAY));
 }
 
 #[test]
