@@ -34,6 +34,11 @@ fn completion(who: &Identity, deal: &SignedRecord, at: Timestamp) -> SignedRecor
     Signed::sign(who, at, Completion { agreement: deal.id(), note: String::new() }).unwrap().into_any()
 }
 
+/// A review commitment by `who` for the review `review` of `subject` in `deal`.
+fn commitment(who: &Identity, deal: RecordId, subject: &PublicKey, review: RecordId, at: Timestamp) -> SignedRecord {
+    Signed::sign(who, at, ReviewCommitment { agreement: deal, subject: *subject, review }).unwrap().into_any()
+}
+
 fn review_of(
     who: &Identity,
     deal: RecordId,
@@ -195,13 +200,7 @@ fn a_revealed_review_takes_its_commitment_time() {
     let ag = agreement(&a, &b, NOW - 40 * DAY, 1);
     let c = completion(&a, &ag, NOW - 30 * DAY);
     let hidden = review_of(&b, ag.id(), a.public(), Rating::Negative, NOW - 5 * DAY, 1);
-    let commit = Signed::sign(
-        &b,
-        NOW - 25 * DAY,
-        ReviewCommitment { agreement: ag.id(), subject: *a.public(), review: hidden.id() },
-    )
-    .unwrap()
-    .into_any();
+    let commit = commitment(&b, ag.id(), a.public(), hidden.id(), NOW - 25 * DAY);
     // Revealed after the window closed, committed inside it: counts.
     let g = TrustGraph::from_records([&ag, &c, &commit, &hidden], NOW);
     let o = opinion_of(&g, ag.id(), b.public()).unwrap();
@@ -209,13 +208,7 @@ fn a_revealed_review_takes_its_commitment_time() {
     // Without the commitment (or with one by someone else), the late review does not count.
     let g = TrustGraph::from_records([&ag, &c, &hidden], NOW);
     assert!(opinion_of(&g, ag.id(), b.public()).is_none());
-    let other = Signed::sign(
-        &a,
-        NOW - 25 * DAY,
-        ReviewCommitment { agreement: ag.id(), subject: *b.public(), review: hidden.id() },
-    )
-    .unwrap()
-    .into_any();
+    let other = commitment(&a, ag.id(), b.public(), hidden.id(), NOW - 25 * DAY);
     let g = TrustGraph::from_records([&ag, &c, &other, &hidden], NOW);
     assert!(opinion_of(&g, ag.id(), b.public()).is_none());
 }
@@ -227,13 +220,7 @@ fn a_revoked_commitment_is_the_authors_one_review_with_nothing_in_it() {
     let c = completion(&a, &ag, NOW - 30 * DAY);
     // Everything inside the window (it closes 16 days ago).
     let hidden = review_of(&b, ag.id(), a.public(), Rating::Negative, NOW - 20 * DAY, 1);
-    let commit = Signed::sign(
-        &b,
-        NOW - 25 * DAY,
-        ReviewCommitment { agreement: ag.id(), subject: *a.public(), review: hidden.id() },
-    )
-    .unwrap()
-    .into_any();
+    let commit = commitment(&b, ag.id(), a.public(), hidden.id(), NOW - 25 * DAY);
     let g = TrustGraph::from_records([&ag, &c, &commit, &hidden], NOW);
     assert_eq!(opinion_of(&g, ag.id(), b.public()).unwrap().verdict, Verdict::Negative);
     // Revoked: neither its reveal nor a later review counts.
