@@ -538,6 +538,11 @@ pub fn derive(records: &DealRecords, now: Timestamp) -> Option<DealView> {
     }
     for r in &standing {
         if let Body::Review(v) = r.body() {
+            // The author's one review of the deal was revoked (a review, or the commitment this one
+            // reveals): this one does not count, as in the trust facts; the revoked one shows below.
+            if revoked_reviews.iter().any(|x| x.author() == r.author()) {
+                continue;
+            }
             let slot = view.reviews.iter_mut().find(|x| x.author == *r.author() && x.review.is_none());
             let (state, commitment) = match slot {
                 Some(x) => {
@@ -755,6 +760,23 @@ mod tests {
         assert_eq!((by(&bob).state, by(&bob).rating.is_some(), by(&bob).text.is_some()), ("revoked", false, false));
         assert!(
             v.revocations.iter().any(|r| r.target_type == RecordType::Agreement && r.effect == "pending_annulment")
+        );
+
+        // Alice committed to a hidden review, revoked the commitment, then revealed the review
+        // anyway: the reveal does not count (one review per party), and shows nowhere with content.
+        let hidden = review(&alice, &bob, T + 8);
+        let commit = any(
+            &alice,
+            T + 8,
+            troc_protocol::ReviewCommitment { agreement: ag.id(), subject: *bob.public(), review: hidden.id() },
+        );
+        let recs = vec![ag.clone(), commit.clone(), revoke(&alice, commit.id(), T + 9), hidden];
+        let v = status(recs, T + 10);
+        let mine: Vec<_> = v.reviews.iter().filter(|r| r.author == *alice.public()).collect();
+        assert_eq!(mine.len(), 1, "{mine:?}");
+        assert_eq!(
+            (mine[0].state, mine[0].rating.is_some(), mine[0].commitment),
+            ("revoked", false, Some(commit.id()))
         );
     }
 
