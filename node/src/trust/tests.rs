@@ -18,16 +18,29 @@ fn id(n: u8) -> Identity {
 }
 
 fn agreement(a: &Identity, b: &Identity, at: Timestamp, salt: u8) -> SignedRecord {
+    agreement_of(a, b, at, Kind::Give, at, None, salt)
+}
+
+/// An agreement signed by `a` then `b` at `signed_at`, for a deal of `kind` from `start` to `due`.
+fn agreement_of(
+    a: &Identity,
+    b: &Identity,
+    signed_at: Timestamp,
+    kind: Kind,
+    start: Timestamp,
+    due: Option<Timestamp>,
+    salt: u8,
+) -> SignedRecord {
     let body = Agreement {
         counterparty: *b.public(),
         proposal: RecordId([salt; 32]),
         listing_author: *a.public(),
         listing_key: ListingKey([salt; 16]),
-        kind: Kind::Give,
-        start: at,
-        due: None,
+        kind,
+        start,
+        due,
     };
-    PartiallySigned::sign(a, at, body).unwrap().countersign(b).unwrap().into_any()
+    PartiallySigned::sign(a, signed_at, body).unwrap().countersign(b).unwrap().into_any()
 }
 
 fn completion(who: &Identity, deal: &SignedRecord, at: Timestamp) -> SignedRecord {
@@ -153,16 +166,7 @@ fn a_review_outside_the_window_is_ignored() {
 fn a_deal_that_has_not_ended_has_no_window_yet() {
     let (a, b) = (id(1), id(2));
     // A give whose start is in the future and no completion: not ended.
-    let body = Agreement {
-        counterparty: *b.public(),
-        proposal: RecordId([9; 32]),
-        listing_author: *a.public(),
-        listing_key: ListingKey([9; 16]),
-        kind: Kind::Give,
-        start: NOW + 5 * DAY,
-        due: None,
-    };
-    let ag = PartiallySigned::sign(&a, NOW - DAY, body).unwrap().countersign(&b).unwrap().into_any();
+    let ag = agreement_of(&a, &b, NOW - DAY, Kind::Give, NOW + 5 * DAY, None, 9);
     let r = review_of(&b, ag.id(), a.public(), Rating::Positive, NOW - 1000, 1);
     let g = TrustGraph::from_records([&ag, &r], NOW);
     assert_eq!(g.deal(&ag.id()).unwrap().ended_at, None);
@@ -377,16 +381,7 @@ fn an_agreement_revoked_by_one_party_stands_and_by_both_is_annulled_at_once() {
 #[test]
 fn an_extension_stops_moving_the_due_date_only_once_both_signers_revoked_it() {
     let (a, b) = (id(1), id(2));
-    let body = Agreement {
-        counterparty: *b.public(),
-        proposal: RecordId([9; 32]),
-        listing_author: *a.public(),
-        listing_key: ListingKey([9; 16]),
-        kind: Kind::Lend,
-        start: NOW - 10 * DAY,
-        due: Some(NOW - 5 * DAY),
-    };
-    let ag = PartiallySigned::sign(&a, NOW - 10 * DAY, body).unwrap().countersign(&b).unwrap().into_any();
+    let ag = agreement_of(&a, &b, NOW - 10 * DAY, Kind::Lend, NOW - 10 * DAY, Some(NOW - 5 * DAY), 9);
     let ext = PartiallySigned::sign(
         &b,
         NOW - 6 * DAY,
