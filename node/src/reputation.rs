@@ -639,24 +639,14 @@ fn deal_error(e: crate::deals::DealError) -> ReputationError {
 
 #[cfg(test)]
 mod tests {
-    use troc_protocol::{
-        Agreement, Completion, Identity, Kind, ListingKey, PartiallySigned, Proposal, Rating, Review, Revocation,
-        Signed, SignedRecord,
-    };
+    use troc_protocol::{Completion, Identity, Rating, Review};
 
     use super::*;
     use crate::store::StoreConfig;
+    use crate::store::tests::{agreement, proposal, revocation, signed};
 
     const NOW: Timestamp = 1_700_000_000;
     const DAY: Timestamp = 86_400;
-
-    fn signed<B: troc_protocol::RecordBody>(who: &Identity, at: Timestamp, body: B) -> SignedRecord {
-        Signed::sign(who, at, body).expect("sign").into_any()
-    }
-
-    fn revocation(who: &Identity, target: RecordId, at: Timestamp) -> SignedRecord {
-        signed(who, at, Revocation { target_author: *who.public(), target, reason: String::new() })
-    }
 
     /// The facts the service keeps, updated from the store the way a rebuild does it, see an
     /// unilateral revocation change nothing and an annulment take the deal away at once.
@@ -666,32 +656,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(StoreConfig::new(dir.path().join("db"))).expect("open");
         let (alice, bob) = (Identity::from_seed(&[1; 32]), Identity::from_seed(&[2; 32]));
-        let p = signed(
-            &bob,
-            NOW,
-            Proposal {
-                counterparty: *alice.public(),
-                listing_author: *alice.public(),
-                listing_key: ListingKey([1; 16]),
-                listing_revision: 1,
-                kind: Kind::Lend,
-                start: NOW + DAY,
-                end: Some(NOW + 3 * DAY),
-                message: String::new(),
-                in_return: String::new(),
-                supersedes: None,
-            },
-        );
-        let body = Agreement {
-            counterparty: *bob.public(),
-            proposal: p.id(),
-            listing_author: *alice.public(),
-            listing_key: ListingKey([1; 16]),
-            kind: Kind::Lend,
-            start: NOW + DAY,
-            due: Some(NOW + 3 * DAY),
-        };
-        let ag = PartiallySigned::sign(&alice, NOW + 1, body).unwrap().countersign(&bob).unwrap().into_any();
+        let p = proposal(&bob, &alice, NOW);
+        let ag = agreement(&alice, &bob, p.id(), NOW + 1);
         let done = signed(&alice, NOW + 10, Completion { agreement: ag.id(), note: String::new() });
         let review = signed(
             &bob,

@@ -74,7 +74,7 @@ fn listing_with(who: &Identity, key: u8, created_at: u64, f: impl FnOnce(&mut Li
     signed(who, created_at, l)
 }
 
-fn signed<T: RecordBody>(who: &Identity, created_at: u64, body: T) -> SignedRecord {
+pub(crate) fn signed<T: RecordBody>(who: &Identity, created_at: u64, body: T) -> SignedRecord {
     Signed::sign(who, created_at, body).expect("sign").into_any()
 }
 
@@ -104,11 +104,11 @@ fn vouch(who: &Identity, subject: &Identity, created_at: u64, expires_at: u64) -
     signed(who, created_at, Vouch { subject: *subject.public(), context: "Neighbour".into(), expires_at })
 }
 
-fn revocation(who: &Identity, target: RecordId, created_at: u64) -> SignedRecord {
+pub(crate) fn revocation(who: &Identity, target: RecordId, created_at: u64) -> SignedRecord {
     signed(who, created_at, Revocation { target_author: *who.public(), target, reason: String::new() })
 }
 
-fn proposal(from: &Identity, to: &Identity, created_at: u64) -> SignedRecord {
+pub(crate) fn proposal(from: &Identity, to: &Identity, created_at: u64) -> SignedRecord {
     signed(
         from,
         created_at,
@@ -128,7 +128,12 @@ fn proposal(from: &Identity, to: &Identity, created_at: u64) -> SignedRecord {
 }
 
 /// `author` and `counterparty` agree on a loan; the author's listing.
-fn agreement(author: &Identity, counterparty: &Identity, proposal: RecordId, created_at: u64) -> SignedRecord {
+pub(crate) fn agreement(
+    author: &Identity,
+    counterparty: &Identity,
+    proposal: RecordId,
+    created_at: u64,
+) -> SignedRecord {
     let body = Agreement {
         counterparty: *counterparty.public(),
         proposal,
