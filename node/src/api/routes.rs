@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use tower::ServiceBuilder;
 use troc_protocol::{Kind, Listing, PublicKey, Signed};
 
-use super::error::ApiError;
+use super::error::{ApiError, Refused};
 use super::events::{StreamFilter, TYPES, stream};
 use super::listings::{self, ImportReport, ListingEdit, NewListing, Renew, Withdraw, now, parse_location, view};
 use super::local::{Alert, LocalError, MAX_ALERT_NAME, MAX_ALERTS, MAX_COMMUNITIES, MAX_PEERS};
@@ -155,7 +155,17 @@ pub(crate) fn router(state: AppState) -> Router {
                 .concurrency_limit(MAX_CONCURRENT_REQUESTS)
                 .timeout(REQUEST_TIMEOUT),
         )
+        // Outermost, so the 429s and timeouts of the layers above are counted too.
+        .layer(middleware::map_response_with_state(state.clone(), count_refusals))
         .with_state(state)
+}
+
+/// Counts every refused request in the node's metrics (`api_refused`, by error code).
+async fn count_refusals(State(state): State<AppState>, response: Response) -> Response {
+    if let Some(Refused(code)) = response.extensions().get::<Refused>() {
+        state.node.count_api_refusal(code);
+    }
+    response
 }
 
 async fn overloaded(err: BoxError) -> ApiError {
