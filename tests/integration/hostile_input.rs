@@ -17,7 +17,9 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use troc_node::api::{self, ApiConfig, ApiServer, LocalProfile, MAX_BODY_BYTES, MAX_EVENT_STREAMS};
+use troc_node::api::{
+    self, ApiConfig, ApiServer, LocalProfile, MAX_BODY_BYTES, MAX_CONCURRENT_REQUESTS, MAX_EVENT_STREAMS,
+};
 use troc_node::metrics::Source;
 use troc_protocol::{Identity, RecordId, Signed};
 use troc_tests::troc_bin;
@@ -232,6 +234,8 @@ enum Expect {
     ImportRejected(&'static str),
     /// An import answered 200 whose one record was already stored (a forged copy of it): `duplicate`.
     ImportDuplicate,
+    /// Refused by the HTTP parser before the API sees it: a bare status, no JSON body, not counted.
+    Bare(u16),
 }
 
 fn listing_body(title: &str) -> Value {
@@ -264,6 +268,33 @@ async fn hostile_api_inputs_get_clear_errors_are_counted_and_lose_nothing() {
     let theirs_id = theirs.id().to_string();
     let (s, r) = t.call("POST", "/v1/import", Some(json!({"records": [hex::encode(theirs.bytes())]}))).await;
     assert_eq!((s, r["stored"].as_u64()), (200, Some(1)), "{r}");
+
+    // Slow requests: requests that never send the body they announce hold the request slots; once
+    // all MAX_CONCURRENT_REQUESTS are held, the next request is shed at once with 429 (not queued), on
+    // any route, and when they go, the node answers again. Slow requests are added one at a time until
+    // a probe is shed: a slow request that arrives while another request holds a slot is itself shed.
+    let mut slow = Vec::new();
+    let shed_before = t.node.handle.metrics().api_refused.get("too_many_requests").copied().unwrap_or(0);
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    loop {
+        if slow.len() < 2 * MAX_CONCURRENT_REQUESTS {
+            slow.push(slow_request(&t).await);
+        }
+        if slow.len() >= MAX_CONCURRENT_REQUESTS {
+            let r = send(&t, &Req::new("GET", "/v1/status")).await;
+            if r.status == 429 && r.code() == "too_many_requests" && r.message().contains("too many requests at once") {
+                break;
+            }
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no request was shed with {} slow requests held", slow.len());
+    }
+    let shed_after = t.node.handle.metrics().api_refused.get("too_many_requests").copied().unwrap_or(0);
+    assert!(shed_after > shed_before, "the shed request is counted");
+    drop(slow);
+    support::wait_until(LIMIT, "the node answers once the slow requests are gone", || async {
+        send(&t, &Req::new("GET", "/v1/health")).await.status == 200
+    })
+    .await;
 
     let before = t.snapshot();
     let records_before = t.store().stats().expect("stats").records;
@@ -410,9 +441,19 @@ async fn hostile_api_inputs_get_clear_errors_are_counted_and_lose_nothing() {
             Expect::Error(400, "bad_request", "out of range: 1 to 200"),
         ),
         (
-            "an 8 KiB search text",
-            Req::new("GET", &format!("/v1/search?text={}", "ab+".repeat(3000))),
+            "a 3 KB search text",
+            Req::new("GET", &format!("/v1/search?text={}", "ab+".repeat(1000))),
             Expect::Error(400, "bad_request", "at most 200"),
+        ),
+        (
+            "a 32 KiB query string",
+            Req::new("GET", &format!("/v1/search?text={}", "a".repeat(32 * 1024))),
+            Expect::Error(414, "uri_too_long", "at most 8192"),
+        ),
+        (
+            "a 100 KiB query string (beyond the HTTP parser's own limit)",
+            Req::new("GET", &format!("/v1/search?text={}", "a".repeat(100 * 1024))),
+            Expect::Bare(414),
         ),
         (
             "an unknown query parameter",
@@ -511,6 +552,7 @@ async fn hostile_api_inputs_get_clear_errors_are_counted_and_lose_nothing() {
             Expect::ImportDuplicate => {
                 reply.status == 200 && reply.body["duplicate"] == 1 && reply.body["stored"] == 0
             }
+            Expect::Bare(status) => reply.status == status && m1.api_refused == m0.api_refused,
         };
         if !ok {
             failures.push(format!("{name}: expected {expect:?}, got {} {}", reply.status, reply.text));
@@ -561,6 +603,18 @@ async fn hostile_api_inputs_get_clear_errors_are_counted_and_lose_nothing() {
     }
     assert!(status["metrics"]["api_refused"]["too_many_requests"].as_u64() >= Some(1), "{status}");
     t.stop().await;
+}
+
+/// Sends the head of a `POST /v1/listings` and one byte of the 100 it announces.
+async fn slow_request(t: &Target) -> TcpStream {
+    let mut c = TcpStream::connect(t.addr).await.expect("connect");
+    let head = format!(
+        "POST /v1/listings HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{",
+        t.addr, t.token
+    );
+    c.write_all(head.as_bytes()).await.expect("write");
+    c
 }
 
 /// Opens `GET /v1/events` and reads only its status line; the stream is then left unread.
