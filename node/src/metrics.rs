@@ -6,8 +6,8 @@
 //! counting never blocks the swarm task.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 use troc_protocol::RecordError;

@@ -43,7 +43,11 @@ impl Target {
         let node = support::spawn(n, &[COMMUNITY], &[]).await;
         let mut cfg = ApiConfig::new(
             node.home.path().to_path_buf(),
-            LocalProfile { name: format!("Hostile {n}"), community: Some(COMMUNITY.into()), location: Some("u09tv".into()) },
+            LocalProfile {
+                name: format!("Hostile {n}"),
+                community: Some(COMMUNITY.into()),
+                location: Some("u09tv".into()),
+            },
         );
         cfg.addr = "127.0.0.1:0".parse().expect("addr");
         let server = api::serve(node.handle.clone(), cfg).await.expect("the API starts");
@@ -138,7 +142,8 @@ impl Req {
     }
 
     fn bytes(&self, target: &Target) -> Vec<u8> {
-        let mut head = format!("{} {} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n", self.method, self.path, target.addr);
+        let mut head =
+            format!("{} {} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n", self.method, self.path, target.addr);
         match &self.auth {
             Auth::None => {}
             Auth::Token => head.push_str(&format!("Authorization: Bearer {}\r\n", target.token)),
@@ -232,7 +237,8 @@ enum Expect {
     /// An import answered 200 whose one record is rejected with this protocol code, counted in
     /// `metrics.rejected.local[code]`.
     ImportRejected(&'static str),
-    /// An import answered 200 whose one record was already stored (a forged copy of it): `duplicate`.
+    /// An import answered 200 whose one record was already stored (a forged copy of it): `duplicate`,
+    /// counted in `metrics.outcomes.local.duplicate`.
     ImportDuplicate,
     /// Refused by the HTTP parser before the API sees it: a bare status, no JSON body, not counted.
     Bare(u16),
@@ -268,33 +274,6 @@ async fn hostile_api_inputs_get_clear_errors_are_counted_and_lose_nothing() {
     let theirs_id = theirs.id().to_string();
     let (s, r) = t.call("POST", "/v1/import", Some(json!({"records": [hex::encode(theirs.bytes())]}))).await;
     assert_eq!((s, r["stored"].as_u64()), (200, Some(1)), "{r}");
-
-    // Slow requests: requests that never send the body they announce hold the request slots; once
-    // all MAX_CONCURRENT_REQUESTS are held, the next request is shed at once with 429 (not queued), on
-    // any route, and when they go, the node answers again. Slow requests are added one at a time until
-    // a probe is shed: a slow request that arrives while another request holds a slot is itself shed.
-    let mut slow = Vec::new();
-    let shed_before = t.node.handle.metrics().api_refused.get("too_many_requests").copied().unwrap_or(0);
-    let deadline = tokio::time::Instant::now() + LIMIT;
-    loop {
-        if slow.len() < 2 * MAX_CONCURRENT_REQUESTS {
-            slow.push(slow_request(&t).await);
-        }
-        if slow.len() >= MAX_CONCURRENT_REQUESTS {
-            let r = send(&t, &Req::new("GET", "/v1/status")).await;
-            if r.status == 429 && r.code() == "too_many_requests" && r.message().contains("too many requests at once") {
-                break;
-            }
-        }
-        assert!(tokio::time::Instant::now() < deadline, "no request was shed with {} slow requests held", slow.len());
-    }
-    let shed_after = t.node.handle.metrics().api_refused.get("too_many_requests").copied().unwrap_or(0);
-    assert!(shed_after > shed_before, "the shed request is counted");
-    drop(slow);
-    support::wait_until(LIMIT, "the node answers once the slow requests are gone", || async {
-        send(&t, &Req::new("GET", "/v1/health")).await.status == 200
-    })
-    .await;
 
     let before = t.snapshot();
     let records_before = t.store().stats().expect("stats").records;
@@ -397,7 +376,11 @@ async fn hostile_api_inputs_get_clear_errors_are_counted_and_lose_nothing() {
         ),
         (
             "an end of availability before its start",
-            json(with(with(listing_body("Dates"), "available_from", json!(now + 10 * 86_400)), "available_until", json!(now + 86_400))),
+            json(with(
+                with(listing_body("Dates"), "available_from", json!(now + 10 * 86_400)),
+                "available_until",
+                json!(now + 86_400),
+            )),
             Expect::Error(422, "invalid_record", "available_until: is before available_from"),
         ),
         (
@@ -532,7 +515,8 @@ async fn hostile_api_inputs_get_clear_errors_are_counted_and_lose_nothing() {
         let m0 = t.node.handle.metrics();
         let reply = send(&t, req).await;
         let m1 = t.node.handle.metrics();
-        let api_count = |m: &troc_node::metrics::MetricsSnapshot, code: &str| m.api_refused.get(code).copied().unwrap_or(0);
+        let api_count =
+            |m: &troc_node::metrics::MetricsSnapshot, code: &str| m.api_refused.get(code).copied().unwrap_or(0);
         let local = |m: &troc_node::metrics::MetricsSnapshot, code: &str| {
             m.rejected.get(&Source::Local).and_then(|c| c.get(code)).copied().unwrap_or(0)
         };
@@ -550,7 +534,13 @@ async fn hostile_api_inputs_get_clear_errors_are_counted_and_lose_nothing() {
                     && local(&m1, code) == local(&m0, code) + 1
             }
             Expect::ImportDuplicate => {
-                reply.status == 200 && reply.body["duplicate"] == 1 && reply.body["stored"] == 0
+                let dup = |m: &troc_node::metrics::MetricsSnapshot| {
+                    m.outcomes.get(&Source::Local).and_then(|o| o.get("duplicate")).copied().unwrap_or(0)
+                };
+                reply.status == 200
+                    && reply.body["duplicate"] == 1
+                    && reply.body["stored"] == 0
+                    && dup(&m1) == dup(&m0) + 1
             }
             Expect::Bare(status) => reply.status == status && m1.api_refused == m0.api_refused,
         };
@@ -559,6 +549,33 @@ async fn hostile_api_inputs_get_clear_errors_are_counted_and_lose_nothing() {
         }
     }
     assert!(failures.is_empty(), "{} of {} rows failed:\n{}", failures.len(), rows.len(), failures.join("\n"));
+
+    // Slow requests: requests that never send the body they announce hold the request slots; once
+    // all MAX_CONCURRENT_REQUESTS are held, the next request is shed at once with 429 (not queued), on
+    // any route, and when they go, the node answers again. Slow requests are added one at a time until
+    // a probe is shed: a slow request that arrives while another request holds a slot is itself shed.
+    let mut slow = Vec::new();
+    let shed_before = t.node.handle.metrics().api_refused.get("too_many_requests").copied().unwrap_or(0);
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    loop {
+        if slow.len() < 2 * MAX_CONCURRENT_REQUESTS {
+            slow.push(slow_request(&t).await);
+        }
+        if slow.len() >= MAX_CONCURRENT_REQUESTS {
+            let r = send(&t, &Req::new("GET", "/v1/status")).await;
+            if r.status == 429 && r.code() == "too_many_requests" && r.message().contains("too many requests at once") {
+                break;
+            }
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no request was shed with {} slow requests held", slow.len());
+    }
+    let shed_after = t.node.handle.metrics().api_refused.get("too_many_requests").copied().unwrap_or(0);
+    assert!(shed_after > shed_before, "the shed request is counted");
+    drop(slow);
+    support::wait_until(LIMIT, "the node answers once the slow requests are gone", || async {
+        send(&t, &Req::new("GET", "/v1/health")).await.status == 200
+    })
+    .await;
 
     // Too many event streams: the first MAX_EVENT_STREAMS open (one of them a client that never
     // reads, with a tiny receive buffer), the next one is refused.
@@ -639,6 +656,10 @@ async fn troc(home: &Path, args: &[&str]) -> Output {
     tokio::task::spawn_blocking(move || cmd.output().expect("troc runs")).await.expect("join")
 }
 
+/// A CLI row: the input, where it runs, the arguments, the exit code, a fragment of stderr, and the
+/// API code the node counts the refusal under (None: refused before the node).
+type CliRow<'a> = (&'a str, Home, Vec<&'a str>, i32, &'a str, Option<&'a str>);
+
 /// Where a CLI row runs.
 #[derive(Debug, Clone, Copy)]
 enum Home {
@@ -698,8 +719,7 @@ async fn hostile_cli_inputs_exit_with_their_documented_codes_and_lose_nothing() 
 
     let zeros = "0".repeat(64);
     let up = ["up", "--no-mdns", "--listen", "/ip4/127.0.0.1/tcp/0", "--api", "127.0.0.1:0"];
-    // (input, home, arguments, exit code, stderr fragment, API code counted by the node)
-    let rows: Vec<(&str, Home, Vec<&str>, i32, &str, Option<&str>)> = vec![
+    let rows: Vec<CliRow> = vec![
         ("an unknown flag", Home::Node, vec!["--frobnicate"], 2, "unexpected argument '--frobnicate'", None),
         ("an unknown command", Home::Node, vec!["steal"], 2, "unrecognized subcommand 'steal'", None),
         (
@@ -760,14 +780,7 @@ async fn hostile_cli_inputs_exit_with_their_documented_codes_and_lose_nothing() 
             "only its author can change it (conflict)",
             Some("conflict"),
         ),
-        (
-            "revoking someone else's record",
-            Home::Node,
-            vec!["revoke", &theirs_id],
-            5,
-            "(not_yours)",
-            Some("not_yours"),
-        ),
+        ("revoking someone else's record", Home::Node, vec!["revoke", &theirs_id], 5, "(not_yours)", Some("not_yours")),
         (
             "proposing a deal on one's own listing",
             Home::Node,
@@ -779,7 +792,14 @@ async fn hostile_cli_inputs_exit_with_their_documented_codes_and_lose_nothing() 
         ("a bad record id", Home::Node, vec!["revoke", "zz"], 2, "a record id: 64 hex digits", None),
         ("a missing home / node not running", Home::Empty, vec!["status"], 3, "start it with `troc up`", None),
         ("an api.json pointing at a dead port", Home::DeadAddress, vec!["status"], 3, "Connection refused", None),
-        ("a corrupt api.json", Home::CorruptApiFile, vec!["status"], 1, "api.json is not what a troc node writes", None),
+        (
+            "a corrupt api.json",
+            Home::CorruptApiFile,
+            vec!["status"],
+            1,
+            "api.json is not what a troc node writes",
+            None,
+        ),
         (
             "a wrong token",
             Home::WrongToken,
@@ -805,7 +825,8 @@ async fn hostile_cli_inputs_exit_with_their_documented_codes_and_lose_nothing() 
             ok &= n(&m1) == n(&m0) + 1;
         }
         if !ok {
-            failures.push(format!("{name}: expected exit {exit} and {fragment:?}, got {:?}: {stderr}", out.status.code()));
+            failures
+                .push(format!("{name}: expected exit {exit} and {fragment:?}, got {:?}: {stderr}", out.status.code()));
         }
     }
     assert!(failures.is_empty(), "{} of {} rows failed:\n{}", failures.len(), rows.len(), failures.join("\n"));
