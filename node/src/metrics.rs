@@ -6,8 +6,8 @@
 //! counting never blocks the swarm task.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 use troc_protocol::RecordError;
@@ -77,6 +77,11 @@ struct Inner {
     rejected: Vec<Vec<AtomicU64>>,
     /// [source][outcome]
     outcomes: Vec<Vec<AtomicU64>>,
+    /// Requests the local API refused, by the API's error code (`docs/api.md`). The codes are
+    /// `&'static str`s of the API's source, so the map is bounded; a mutex rather than a fixed table
+    /// because the API's codes live in the `api` module, and only API tasks take it (never the
+    /// swarm task).
+    api_refused: Mutex<BTreeMap<&'static str, u64>>,
     gossip_published: AtomicU64,
     gossip_received: AtomicU64,
     gossip_delivered: AtomicU64,
@@ -112,6 +117,7 @@ impl Metrics {
             inner: Arc::new(Inner {
                 rejected: per_source(codes.len()),
                 outcomes: per_source(OUTCOMES.len()),
+                api_refused: Mutex::new(BTreeMap::new()),
                 codes,
                 gossip_published: AtomicU64::new(0),
                 gossip_received: AtomicU64::new(0),
@@ -137,6 +143,12 @@ impl Metrics {
         if let Some(i) = OUTCOMES.iter().position(|c| *c == outcome) {
             self.inner.outcomes[source.index()][i].fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Counts a request the local API refused, under the API's error code.
+    pub fn api_refused(&self, code: &'static str) {
+        let mut m = self.inner.api_refused.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        *m.entry(code).or_insert(0) += 1;
     }
 
     pub fn published(&self) {
@@ -210,9 +222,11 @@ impl Metrics {
             }
             outcomes.insert(s, o);
         }
+        let api_refused = i.api_refused.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
         MetricsSnapshot {
             rejected,
             outcomes,
+            api_refused,
             gossip_published: i.gossip_published.load(Ordering::Relaxed),
             gossip_received: i.gossip_received.load(Ordering::Relaxed),
             gossip_delivered: i.gossip_delivered.load(Ordering::Relaxed),
@@ -233,6 +247,8 @@ pub struct MetricsSnapshot {
     pub rejected: BTreeMap<Source, BTreeMap<&'static str, u64>>,
     /// Verified records by source, then what the store did with them.
     pub outcomes: BTreeMap<Source, BTreeMap<&'static str, u64>>,
+    /// Requests the local API refused, by the API's error code (codes never seen are left out).
+    pub api_refused: BTreeMap<&'static str, u64>,
     pub gossip_published: u64,
     /// Gossip messages received: every copy, first or duplicate, valid or not (messages in RPCs from
     /// graylisted peers, which gossipsub drops unread, are not seen and not counted).
@@ -267,6 +283,7 @@ mod tests {
         m.reject(Source::Sync, "queue_full");
         m.reject(Source::Sync, "no_such_code");
         m.outcome(Source::Local, "stored");
+        m.api_refused("unauthorized");
         assert_eq!(m.rejected(Source::Gossip, "bad_signature"), 2);
         assert_eq!(m.rejected(Source::Sync, "queue_full"), 1);
         assert_eq!(m.rejected(Source::Sync, "malformed"), 1);
@@ -276,6 +293,7 @@ mod tests {
         let json = serde_json::to_value(&s).unwrap();
         assert_eq!(json["gossip_received"], 0);
         assert_eq!(json["rejected"]["gossip"]["bad_signature"], 2);
+        assert_eq!(json["api_refused"]["unauthorized"], 1);
     }
 
     #[test]

@@ -382,6 +382,11 @@ impl NodeHandle {
         self.metrics.snapshot()
     }
 
+    /// Counts a request the local API refused (the API shares the node's counters).
+    pub(crate) fn count_api_refusal(&self, code: &'static str) {
+        self.metrics.api_refused(code);
+    }
+
     /// The scopes this node follows: `global` and `community/<slug>` for each community.
     pub fn scopes(&self) -> Vec<String> {
         self.scopes.read().map(|s| s.clone()).unwrap_or_default()

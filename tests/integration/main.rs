@@ -5,6 +5,7 @@ mod bot;
 mod cli;
 mod deals;
 mod demo;
+mod hostile_input;
 mod node;
 mod rep;
 mod support;

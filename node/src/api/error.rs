@@ -77,9 +77,17 @@ impl IntoResponse for ApiError {
         if let Some(d) = self.detail {
             error["detail"] = json!(d);
         }
-        (self.status, Json(json!({ "error": error }))).into_response()
+        let mut response = (self.status, Json(json!({ "error": error }))).into_response();
+        // The counting layer (`routes::count_refusals`) reads the code from here: every refusal is
+        // counted in the node's metrics, whichever handler, extractor or layer made it.
+        response.extensions_mut().insert(Refused(self.code));
+        response
     }
 }
+
+/// The API error code of a response, left in its extensions for the layer that counts refusals.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Refused(pub &'static str);
 
 /// The full cause chain of an error, for messages.
 pub(crate) fn chain(e: &dyn std::error::Error) -> String {

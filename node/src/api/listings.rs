@@ -114,6 +114,15 @@ fn valid_until(now: Timestamp, days: Option<u32>) -> Result<Timestamp, ApiError>
     Ok(now + u64::from(days) * 86_400)
 }
 
+/// An end of availability already past would publish a listing nobody can ever take up: refused
+/// here, where the clock is known (the protocol has no clock, so peers' records are not held to it).
+fn check_available_until(until: Option<Timestamp>, now: Timestamp) -> Result<(), ApiError> {
+    match until {
+        Some(t) if t <= now => Err(ApiError::bad_request(format!("available_until is in the past ({t} <= now {now})"))),
+        _ => Ok(()),
+    }
+}
+
 fn random_key() -> Result<ListingKey, ApiError> {
     let mut k = [0u8; 16];
     getrandom::fill(&mut k).map_err(|e| ApiError::internal(format!("no randomness: {e}")))?;
@@ -152,6 +161,7 @@ impl NewListing {
             Some(l) => parse_location(&l)?,
             None => profile.location.clone().unwrap_or_default(),
         };
+        check_available_until(self.available_until, now)?;
         Ok(Listing {
             key: random_key()?,
             revision: 1,
@@ -203,6 +213,7 @@ impl ListingEdit {
             next.available_from = Some(v);
         }
         if let Some(v) = self.available_until {
+            check_available_until(Some(v), now)?;
             next.available_until = Some(v);
         }
         if let Some(days) = self.valid_for_days {

@@ -10,7 +10,8 @@
 //!   ([`ApiConfig::allow_public`]): the API signs records in the person's name.
 //! - Every route but `/v1/health` and `/v1/openapi.json` needs the bearer token kept in
 //!   `<home>/api.token` (mode 0600), compared in constant time.
-//! - Bodies are bounded (64 KiB; 8 MiB for `/v1/import`), unknown JSON fields are refused, requests
+//! - Bodies are bounded (64 KiB; 8 MiB for `/v1/import`), and request targets (8 KiB), unknown JSON
+//!   fields are refused, requests
 //!   beyond [`MAX_CONCURRENT_REQUESTS`] in flight are shed with 429, every request has a timeout,
 //!   and at most [`MAX_EVENT_STREAMS`] event streams are open. A bad request changes nothing.
 //!
@@ -55,6 +56,10 @@ pub const MAX_CONCURRENT_REQUESTS: usize = 64;
 pub const MAX_EVENT_STREAMS: usize = 64;
 /// The largest request body, except for `/v1/import`.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// The longest request target (path and query string): real requests are far shorter (a search's
+/// text is at most 200 bytes). Longer targets are refused before any routing or parsing. (HTTP/1's
+/// own parser answers a bare 414 to targets too long to parse at all, about 64 KiB.)
+pub const MAX_URI_BYTES: usize = 8 * 1024;
 /// The largest `/v1/import` body.
 pub const MAX_IMPORT_BODY_BYTES: usize = 8 * 1024 * 1024;
 /// How long one request may take (event streams excepted).

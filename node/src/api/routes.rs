@@ -19,11 +19,11 @@ use serde_json::{Value, json};
 use tower::ServiceBuilder;
 use troc_protocol::{Kind, Listing, PublicKey, Signed};
 
-use super::error::ApiError;
+use super::error::{ApiError, Refused};
 use super::events::{StreamFilter, TYPES, stream};
 use super::listings::{self, ImportReport, ListingEdit, NewListing, Renew, Withdraw, now, parse_location, view};
 use super::local::{Alert, LocalError, MAX_ALERT_NAME, MAX_ALERTS, MAX_COMMUNITIES, MAX_PEERS};
-use super::{AppState, MAX_BODY_BYTES, MAX_CONCURRENT_REQUESTS, MAX_IMPORT_BODY_BYTES, REQUEST_TIMEOUT};
+use super::{AppState, MAX_BODY_BYTES, MAX_CONCURRENT_REQUESTS, MAX_IMPORT_BODY_BYTES, MAX_URI_BYTES, REQUEST_TIMEOUT};
 use super::{deals, reputation};
 use crate::ingest::ItemResult;
 use crate::search::{Query as SearchQuery, SearchResults, Sort};
@@ -139,7 +139,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/export", get(export))
         .route("/v1/import", post(import).layer(DefaultBodyLimit::max(MAX_IMPORT_BODY_BYTES)))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth));
-    Router::new()
+    let routes = Router::new()
         .route("/v1/health", get(health))
         .route("/v1/openapi.json", get(openapi))
         .merge(protected)
@@ -148,14 +148,42 @@ pub(crate) fn router(state: AppState) -> Router {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route takes another method")
         })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(
-            ServiceBuilder::new()
-                .layer(HandleErrorLayer::new(overloaded))
-                .load_shed()
-                .concurrency_limit(MAX_CONCURRENT_REQUESTS)
-                .timeout(REQUEST_TIMEOUT),
+        .with_state(state.clone());
+    // The bounds go around the whole router as one service: `Router::layer` applies a layer route by
+    // route, which would give every route its own concurrency limit (64 per route, thousands in all).
+    let bounded = ServiceBuilder::new()
+        .layer(HandleErrorLayer::new(overloaded))
+        .load_shed()
+        .concurrency_limit(MAX_CONCURRENT_REQUESTS)
+        .timeout(REQUEST_TIMEOUT)
+        .service(routes);
+    Router::new()
+        .fallback_service(bounded)
+        .layer(middleware::from_fn(bound_uri))
+        // Outermost, so the 429s and timeouts of the bounds are counted too.
+        .layer(middleware::map_response_with_state(state, count_refusals))
+}
+
+/// Refuses a request target over [`MAX_URI_BYTES`] before anything parses it.
+async fn bound_uri(request: Request, next: Next) -> Response {
+    let len = request.uri().path_and_query().map_or(0, |p| p.as_str().len());
+    if len > MAX_URI_BYTES {
+        return ApiError::new(
+            StatusCode::URI_TOO_LONG,
+            "uri_too_long",
+            format!("the request target is {len} bytes long; at most {MAX_URI_BYTES}"),
         )
-        .with_state(state)
+        .into_response();
+    }
+    next.run(request).await
+}
+
+/// Counts every refused request in the node's metrics (`api_refused`, by error code).
+async fn count_refusals(State(state): State<AppState>, response: Response) -> Response {
+    if let Some(Refused(code)) = response.extensions().get::<Refused>() {
+        state.node.count_api_refusal(code);
+    }
+    response
 }
 
 async fn overloaded(err: BoxError) -> ApiError {
