@@ -438,7 +438,7 @@ impl Store {
         let fresh = loader.mem.canonical();
         let live = self.mem().canonical();
         let (mut i, mut j) = (0, 0);
-        let mut note = |check: &mut IndexCheck, what: &str, line: &str| {
+        let note = |check: &mut IndexCheck, what: &str, line: &str| {
             check.differences += 1;
             if check.examples.len() < IndexCheck::MAX_EXAMPLES {
                 check.examples.push(format!("{what}: {line}"));
