@@ -662,7 +662,9 @@ impl Mem {
     /// ([`super::Store::check_indexes`]). One line per record and per index entry: as large as the
     /// state itself, for on-demand checks only.
     pub fn canonical(&self) -> Vec<String> {
-        let person = |p: u32| self.person_key(p).map(hex::encode).unwrap_or_default();
+        // Each person's hex once, not once per line (the check runs over every index entry).
+        let hexes: Vec<String> = self.persons.keys.iter().map(|k| k.map(hex::encode).unwrap_or_default()).collect();
+        let person = |p: u32| hexes.get(p as usize).cloned().unwrap_or_default();
         let mut out: Vec<String> = Vec::new();
         for m in self.slots.iter().flatten() {
             let scope = self.scopes.key(m.scope).cloned();
