@@ -454,7 +454,7 @@ fn verify_acked(api: &Api, acked: &mut HashMap<String, Acked>, mine: &mut [Optio
         current.insert(address, (revision, id, title));
     }
     let mut ahead = 0;
-    for (address, a) in acked.iter() {
+    for (address, a) in acked.iter_mut() {
         let Some((revision, id, _)) = current.get(address) else {
             panic!("acknowledged listing {address} (revision {}, {}) is gone", a.revision, a.id)
         };
@@ -463,6 +463,8 @@ fn verify_acked(api: &Api, acked: &mut HashMap<String, Acked>, mine: &mut [Optio
         } else {
             assert_eq!(*revision, a.revision + 1, "{address}: acknowledged revision {} lost", a.revision);
             ahead += 1;
+            // Seen on disk after the restart: the baseline from now on.
+            *a = Acked { revision: *revision, id: id.clone() };
         }
     }
     for (address, (revision, id, title)) in current {
