@@ -579,12 +579,15 @@ impl Storer {
             }
         }
 
-        // Group commit: the local user hears back only once their records are on disk.
-        let local = jobs.iter().any(|(o, _)| matches!(o, Origin::Local));
+        // Group commit: the local user hears back only once their records are on disk; so does the
+        // other party of a deal, whose node drops a record from its outbox once we answer `Stored`
+        // (a proposal travels nowhere else: unflushed, a crash here would lose it for good).
+        let acknowledged = |o: &Origin| matches!(o, Origin::Local | Origin::Deal { .. });
+        let local = jobs.iter().any(|(o, _)| acknowledged(o));
         if local && let Err(e) = self.store.flush() {
             tracing::error!(error = %e, "store flush failed");
             for (j, (o, _)) in jobs.iter().enumerate() {
-                if matches!(o, Origin::Local) {
+                if acknowledged(o) {
                     for r in results[j].iter_mut() {
                         if matches!(r, Some(ItemResult::Stored { .. }) | None) {
                             *r =
@@ -686,12 +689,19 @@ impl Pipeline {
     /// Ingests records as the local user's (`peer` = None: flushed before the answer) or as
     /// fetched from a peer during catch-up.
     pub async fn ingest(&self, items: Vec<Vec<u8>>, peer: Option<PeerId>) -> Option<Vec<ItemResult>> {
+        self.ingest_from(
+            match peer {
+                Some(peer) => Origin::Sync { peer },
+                None => Origin::Local,
+            },
+            items,
+        )
+        .await
+    }
+
+    async fn ingest_from(&self, origin: Origin, items: Vec<Vec<u8>>) -> Option<Vec<ItemResult>> {
         let (reply, rx) = oneshot::channel();
-        let origin = Box::new(match peer {
-            Some(peer) => Origin::Sync { peer },
-            None => Origin::Local,
-        });
-        self.tx.send(Job::Records { origin, items, reply: Some(reply) }).await.ok()?;
+        self.tx.send(Job::Records { origin: Box::new(origin), items, reply: Some(reply) }).await.ok()?;
         rx.await.ok()
     }
 
@@ -772,5 +782,31 @@ mod tests {
                 store.latest_listing(node.identity().public(), &ListingKey([key; 16])).expect("read");
         }
         rt.block_on(node.shutdown()).expect("shutdown");
+    }
+
+    /// A record the other party of a deal sent directly is on disk when the writer answers: that
+    /// answer (`Stored`) makes the sender drop it from its outbox, and a proposal travels nowhere
+    /// else. The crash tests lost one this way before the writer flushed for deal messages too.
+    #[test]
+    fn a_record_from_a_deal_partner_is_on_disk_when_ingest_answers() {
+        let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join("db");
+        let store = Store::open(StoreConfig::new(&db)).expect("open");
+        let me = Identity::from_seed(&[0x42; 32]);
+        let partner = Identity::from_seed(&[0x43; 32]);
+        let pipeline = super::Pipeline::start(store, crate::config::Limits::default(), *me.public()).expect("start");
+        let peer = partner.public().to_peer_id();
+        for key in 1..=5u8 {
+            let record = Signed::sign(&partner, now_secs(), listing(key, now_secs())).expect("sign");
+            let origin = super::Origin::Deal { peer };
+            let result = rt.block_on(pipeline.ingest_from(origin, vec![record.bytes().to_vec()])).expect("answer");
+            assert!(matches!(result[..], [super::ItemResult::Stored { .. }]), "{result:?}");
+            let copy = tempfile::tempdir().expect("tempdir");
+            copy_dir(&db, &copy.path().join("db"));
+            let copied = Store::open(StoreConfig::new(copy.path().join("db"))).expect("open the copy");
+            assert!(copied.get(&record.id()).expect("read").is_some(), "record {key} is in the copy");
+        }
+        rt.block_on(pipeline.close()).expect("close");
     }
 }

@@ -3,6 +3,7 @@
 
 mod bot;
 mod cli;
+mod crash;
 mod deals;
 mod demo;
 mod hostile_input;

@@ -227,14 +227,33 @@ async fn openapi() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
 }
 
-async fn status(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StatusParams {
+    /// Also check that the store's in-memory indexes agree with its records (`Store::check_indexes`):
+    /// a full read of the store, for diagnostics and the crash tests.
+    #[serde(default)]
+    check: bool,
+}
+
+async fn status(
+    State(state): State<AppState>,
+    ApiQuery(params): ApiQuery<StatusParams>,
+) -> Result<Json<Value>, ApiError> {
     let me = state.node.identity().public();
     let listen = state.node.dial_addrs().await?;
     let peers = state.node.peers().await?.len();
     let store = state.node.store().clone();
+    let open_repair = store.open_repair();
     let stats = blocking(move || Ok(store.stats()?)).await?;
+    let check = if params.check {
+        let store = state.node.store().clone();
+        Some(blocking(move || Ok(store.check_indexes()?)).await?)
+    } else {
+        None
+    };
     let now = now();
-    Ok(Json(json!({
+    let mut body = json!({
         "peer_id": me.to_string(),
         "short": me.short(),
         "public_key": hex::encode(me.as_bytes()),
@@ -254,9 +273,14 @@ async fn status(State(state): State<AppState>) -> Result<Json<Value>, ApiError> 
             "bytes": stats.record_bytes,
             "size_on_disk": stats.size_on_disk,
             "refused_ids": stats.refused_ids,
+            "open_repair": open_repair,
         },
         "metrics": state.node.metrics(),
-    })))
+    });
+    if let Some(check) = check {
+        body["store"]["check"] = json!(check);
+    }
+    Ok(Json(body))
 }
 
 async fn peers(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {

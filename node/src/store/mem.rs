@@ -658,10 +658,13 @@ impl Mem {
     }
 
     /// A canonical description of the state (independent of slot numbers and of the order things
-    /// were inserted in), to compare a rebuilt state with the original.
-    #[cfg(test)]
+    /// were inserted in), sorted, to compare a rebuilt state with the original
+    /// ([`super::Store::check_indexes`]). One line per record and per index entry: as large as the
+    /// state itself, for on-demand checks only.
     pub fn canonical(&self) -> Vec<String> {
-        let person = |p: u32| self.person_key(p).map(hex::encode).unwrap_or_default();
+        // Each person's hex once, not once per line (the check runs over every index entry).
+        let hexes: Vec<String> = self.persons.keys.iter().map(|k| k.map(hex::encode).unwrap_or_default()).collect();
+        let person = |p: u32| hexes.get(p as usize).cloned().unwrap_or_default();
         let mut out: Vec<String> = Vec::new();
         for m in self.slots.iter().flatten() {
             let scope = self.scopes.key(m.scope).cloned();
@@ -708,6 +711,49 @@ impl Mem {
         }
         for (id, m) in &self.markers {
             out.push(format!("marker {id} {} {}", m.expiry, hex::encode(m.author)));
+        }
+        // The ordered indexes, entry by entry, slots named by record id.
+        let id = |s: u32| self.meta(s).map(|m| m.id.to_string()).unwrap_or_else(|| format!("empty slot {s}"));
+        for &(p, at, s) in &self.by_author {
+            out.push(format!("by author {} {at} {}", person(p), id(s)));
+        }
+        for &(sc, at, s) in &self.by_scope {
+            out.push(format!("by scope {:?} {at} {}", self.scopes.key(sc), id(s)));
+        }
+        for &(k, at, s) in &self.by_kind {
+            out.push(format!("by kind {k} {at} {}", id(s)));
+        }
+        for &(e, s) in &self.by_expiry {
+            out.push(format!("by expiry {e} {}", id(s)));
+        }
+        for &(tag, k, at, s) in &self.links {
+            let key = match tag {
+                LINK_REFERENCE => self.deals.key(k).map(|d| d.to_string()).unwrap_or_default(),
+                _ => person(k),
+            };
+            out.push(format!("link {tag} {key} {at} {}", id(s)));
+        }
+        for (rid, fact) in &self.deal_facts {
+            out.push(format!("deal fact {rid} {fact:?}"));
+        }
+        for &(e, rid) in &self.marker_expiry {
+            out.push(format!("marker expiry {e} {rid}"));
+        }
+        // Interned keys with their reference counts (a leak or an early free shows here).
+        for (i, k) in self.persons.keys.iter().enumerate() {
+            if let Some(k) = k {
+                out.push(format!("person key {} refs {}", hex::encode(k), self.persons.refs[i]));
+            }
+        }
+        for (i, k) in self.scopes.keys.iter().enumerate() {
+            if let Some(k) = k {
+                out.push(format!("scope key {k:?} refs {}", self.scopes.refs[i]));
+            }
+        }
+        for (i, k) in self.deals.keys.iter().enumerate() {
+            if let Some(k) = k {
+                out.push(format!("deal key {k} refs {}", self.deals.refs[i]));
+            }
         }
         out.push(format!("counts {} {} {} {:?}", self.total, self.bytes, self.live, self.by_type));
         out.push(format!(

@@ -302,6 +302,42 @@ pub struct RepairReport {
     pub kept: u64,
 }
 
+/// What [`Store::check_indexes`] found: whether the live in-memory indexes are exactly what the
+/// records on disk make. A healthy store has every count but `records` and `millis` at zero.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct IndexCheck {
+    /// Records read from `log` and verified.
+    pub records: u64,
+    /// Records whose bytes do not decode or verify, or second copies of a record.
+    pub unreadable: u64,
+    /// Records the apply rules would not keep (a superseded revision still stored ...).
+    pub inconsistent: u64,
+    /// Refused-id markers whose bytes make no sense.
+    pub bad_markers: u64,
+    /// Index entries (records, heads, per-person counts, ordered indexes, deal facts, markers,
+    /// counters) present on one side only.
+    pub differences: u64,
+    /// Listings indexed for search on one side only (and a differing count).
+    pub search_differences: u64,
+    /// The first differences, in words (at most [`IndexCheck::MAX_EXAMPLES`]).
+    pub examples: Vec<String>,
+    /// How long the check took.
+    pub millis: u64,
+}
+
+impl IndexCheck {
+    pub const MAX_EXAMPLES: usize = 10;
+
+    /// Whether the indexes agree with the records and every record reads back.
+    pub fn is_clean(&self) -> bool {
+        self.unreadable == 0
+            && self.inconsistent == 0
+            && self.bad_markers == 0
+            && self.differences == 0
+            && self.search_differences == 0
+    }
+}
+
 /// Figures about the store.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct StoreStats {

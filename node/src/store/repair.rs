@@ -24,7 +24,7 @@ use sled::Transactional;
 
 use super::keys::{self, Marker};
 use super::mem::{DealFact, Extra, LINK_REFERENCE, Mem};
-use super::{RepairReport, Store, StoreError};
+use super::{IndexCheck, RepairReport, Store, StoreError};
 use crate::search::{Document, SearchIndex};
 
 /// Records read per chunk (decoded in parallel, then inserted in order).
@@ -319,58 +319,18 @@ impl Store {
             t.meta.flush()?;
         }
 
-        // 2.
-        let mut loader = Loader {
-            mem: Mem::default(),
-            search: SearchIndex::new(),
-            fixes: Vec::new(),
-            revocations: Vec::new(),
-            removed: 0,
-            copies: 0,
-        };
-        let mut bad_markers = Vec::new();
-        for item in t.refused.iter() {
-            let (k, v) = item?;
-            match (keys::record_key(&k), Marker::decode(&v)) {
-                (Some(id), Some(m)) => loader.mem.set_marker(id, m),
-                _ => bad_markers.push(k),
-            }
-        }
+        // 2.–4.
+        let Scan { mut loader, bad_markers, bad_keys, checked } = self.scan(verify)?;
         for k in &bad_markers {
             t.refused.remove(k)?;
         }
         report.bad_markers_removed = bad_markers.len() as u64;
-
-        // 3.
-        let mut after: Option<sled::IVec> = None;
-        let mut bad_keys: Vec<sled::IVec> = Vec::new();
-        loop {
-            let range = match &after {
-                None => t.log.range::<&[u8], _>(..),
-                Some(a) => t.log.range::<&[u8], _>((std::ops::Bound::Excluded(a.as_ref()), std::ops::Bound::Unbounded)),
-            };
-            let mut chunk = Vec::with_capacity(LOAD_CHUNK);
-            for item in range.take(LOAD_CHUNK) {
-                chunk.push(item?);
-            }
-            let Some((last, _)) = chunk.last() else { break };
-            after = Some(last.clone());
-            report.checked += chunk.len() as u64;
-            for loaded in load_chunk(&chunk, verify) {
-                match loaded {
-                    Loaded::Bad(k) => bad_keys.push(k),
-                    Loaded::Good { seq, len, rec, doc } => loader.load(seq, len, &rec, doc.map(|d| *d)),
-                }
-            }
-        }
+        report.checked = checked;
         for k in &bad_keys {
             tracing::warn!(key = %hex::encode(k), "removing a corrupt record");
             t.log.remove(k)?;
         }
         report.corrupt_removed = bad_keys.len() as u64 + loader.copies;
-
-        // 4.
-        loader.revoke();
         report.inconsistent_removed = loader.removed;
         report.kept = report.checked.saturating_sub(report.corrupt_removed + report.inconsistent_removed);
 
@@ -405,4 +365,133 @@ impl Store {
         }
         Ok(report)
     }
+
+    /// Steps 2 to 4 of the module documentation, reading the trees and changing nothing: the
+    /// state the records make, the fixes that would make the disk agree with it, and what is
+    /// unreadable. The caller holds the writer lock, so the trees do not move underneath.
+    fn scan(&self, verify: bool) -> Result<Scan, StoreError> {
+        let t = &self.inner.t;
+        // 2.
+        let mut loader = Loader {
+            mem: Mem::default(),
+            search: SearchIndex::new(),
+            fixes: Vec::new(),
+            revocations: Vec::new(),
+            removed: 0,
+            copies: 0,
+        };
+        let mut bad_markers = Vec::new();
+        for item in t.refused.iter() {
+            let (k, v) = item?;
+            match (keys::record_key(&k), Marker::decode(&v)) {
+                (Some(id), Some(m)) => loader.mem.set_marker(id, m),
+                _ => bad_markers.push(k),
+            }
+        }
+
+        // 3.
+        let mut after: Option<sled::IVec> = None;
+        let mut bad_keys: Vec<sled::IVec> = Vec::new();
+        let mut checked = 0u64;
+        loop {
+            let range = match &after {
+                None => t.log.range::<&[u8], _>(..),
+                Some(a) => t.log.range::<&[u8], _>((std::ops::Bound::Excluded(a.as_ref()), std::ops::Bound::Unbounded)),
+            };
+            let mut chunk = Vec::with_capacity(LOAD_CHUNK);
+            for item in range.take(LOAD_CHUNK) {
+                chunk.push(item?);
+            }
+            let Some((last, _)) = chunk.last() else { break };
+            after = Some(last.clone());
+            checked += chunk.len() as u64;
+            for loaded in load_chunk(&chunk, verify) {
+                match loaded {
+                    Loaded::Bad(k) => bad_keys.push(k),
+                    Loaded::Good { seq, len, rec, doc } => loader.load(seq, len, &rec, doc.map(|d| *d)),
+                }
+            }
+        }
+
+        // 4.
+        loader.revoke();
+        Ok(Scan { loader, bad_markers, bad_keys, checked })
+    }
+
+    /// Checks, without changing anything, that the live in-memory indexes (built at open, then
+    /// kept up to date by every write since) are exactly what the records make: rebuilds a fresh
+    /// state from `log` and `refused` (every signature verified) and compares the two, index by
+    /// index, by record id rather than slot. Also counts the records that do not read back and
+    /// those the apply rules would not keep (a repair would remove both). Holds the writer lock
+    /// for the whole check (ingest waits): an on-demand diagnostic, not for every request.
+    pub fn check_indexes(&self) -> Result<IndexCheck, StoreError> {
+        let _w = self.writer();
+        let started = std::time::Instant::now();
+        let Scan { loader, bad_markers, bad_keys, checked } = self.scan(true)?;
+        let mut check = IndexCheck {
+            records: checked,
+            unreadable: bad_keys.len() as u64 + loader.copies,
+            inconsistent: loader.removed,
+            bad_markers: bad_markers.len() as u64,
+            ..IndexCheck::default()
+        };
+        let fresh = loader.mem.canonical();
+        let live = self.mem().canonical();
+        let (mut i, mut j) = (0, 0);
+        let note = |check: &mut IndexCheck, what: &str, line: &str| {
+            check.differences += 1;
+            if check.examples.len() < IndexCheck::MAX_EXAMPLES {
+                check.examples.push(format!("{what}: {line}"));
+            }
+        };
+        // Both are sorted: a merge gives the lines only one side has.
+        while i < fresh.len() || j < live.len() {
+            match (fresh.get(i), live.get(j)) {
+                (Some(a), Some(b)) if a == b => (i, j) = (i + 1, j + 1),
+                (Some(a), Some(b)) if a < b => {
+                    note(&mut check, "only in the records", a);
+                    i += 1;
+                }
+                (Some(_), Some(b)) | (None, Some(b)) => {
+                    note(&mut check, "only in the live indexes", b);
+                    j += 1;
+                }
+                (Some(a), None) => {
+                    note(&mut check, "only in the records", a);
+                    i += 1;
+                }
+                (None, None) => break,
+            }
+        }
+        // The search index: the same current listings, and no others.
+        let search = self.search_index();
+        for id in loader.mem.ids() {
+            if loader.search.contains(&id) != search.contains(&id) {
+                check.search_differences += 1;
+                if check.examples.len() < IndexCheck::MAX_EXAMPLES {
+                    check.examples.push(format!("search index: listing {id} indexed {}", search.contains(&id)));
+                }
+            }
+        }
+        if loader.search.len() != search.len() {
+            check.search_differences += 1;
+            if check.examples.len() < IndexCheck::MAX_EXAMPLES {
+                check.examples.push(format!(
+                    "search index: {} listings, the records make {}",
+                    search.len(),
+                    loader.search.len()
+                ));
+            }
+        }
+        check.millis = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        Ok(check)
+    }
+}
+
+/// What [`Store::scan`] read.
+struct Scan {
+    loader: Loader,
+    bad_markers: Vec<sled::IVec>,
+    bad_keys: Vec<sled::IVec>,
+    checked: u64,
 }

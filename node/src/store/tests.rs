@@ -791,6 +791,75 @@ fn lost_indexes_are_rebuilt() {
     assert_eq!(store.deals_of(bob().public()).unwrap().len(), 1);
 }
 
+/// A store changed by every kind of write (revisions, withdrawals, profiles, revocations, a loan
+/// and its steps, prune), each applied on its own as the writer does.
+fn a_busy_store() -> (TempDir, Store) {
+    let (d, store) = fresh();
+    let p = proposal(&bob(), &alice(), NOW);
+    let ag = agreement(&alice(), &bob(), p.id(), NOW + 1);
+    let v = vouch(&alice(), &bob(), NOW, NOW + DAY);
+    let recs = vec![
+        listing(&alice(), 1, 1, "north", NOW),
+        listing(&alice(), 1, 2, "north", NOW + 1),
+        listing(&alice(), 2, 1, "south", NOW),
+        withdrawal(&alice(), 2, NOW + 2),
+        listing(&bob(), 3, 1, "north", NOW),
+        profile(&alice(), "Alice", NOW),
+        profile(&alice(), "Alice B.", NOW + 5),
+        v.clone(),
+        revocation(&alice(), v.id(), NOW + 3),
+        vouch(&bob(), &alice(), NOW, NOW + 10),
+        p,
+        ag.clone(),
+        handover(&alice(), ag.id(), NOW + 2),
+    ];
+    for r in &recs {
+        apply1(&store, r);
+    }
+    store.prune(NOW + 100).unwrap();
+    (d, store)
+}
+
+#[test]
+fn check_indexes_finds_live_indexes_equal_to_what_the_records_make() {
+    let (_d, store) = a_busy_store();
+    let check = store.check_indexes().unwrap();
+    assert!(check.is_clean(), "{check:#?}");
+    assert_eq!(check.records, store.stats().unwrap().records);
+    // And after a repair swapped in a rebuilt state.
+    store.check_and_repair().unwrap();
+    assert!(store.check_indexes().unwrap().is_clean());
+}
+
+#[test]
+fn check_indexes_reports_indexes_that_disagree_with_the_records() {
+    let (_d, store) = a_busy_store();
+    // An index entry lost from memory while its record stays on disk.
+    let l = listing(&bob(), 3, 1, "north", NOW);
+    store.mem_mut().remove(&l.id()).expect("stored");
+    let check = store.check_indexes().unwrap();
+    assert!(!check.is_clean() && check.differences > 0, "{check:#?}");
+    assert!(check.examples.iter().any(|e| e.starts_with("only in the records")), "{check:#?}");
+    assert_eq!((check.unreadable, check.inconsistent), (0, 0));
+
+    // A search entry the records do not make.
+    let (_d, store) = a_busy_store();
+    store.search_mut().remove_id(&l.id());
+    let check = store.check_indexes().unwrap();
+    assert_eq!((check.differences, check.search_differences), (0, 2), "{check:#?}");
+
+    // A record on disk the rules would not keep, and unreadable bytes.
+    let (_d, store) = a_busy_store();
+    raw_put_record(&store, &RecordId([7; 32]), b"not a record");
+    raw_put_record(&store, &RecordId([8; 32]), listing(&alice(), 1, 1, "north", NOW).bytes());
+    let check = store.check_indexes().unwrap();
+    assert_eq!((check.unreadable, check.inconsistent), (1, 1), "{check:#?}");
+    // The check changed nothing: a repair still finds both.
+    let report = store.check_and_repair().unwrap();
+    assert_eq!((report.corrupt_removed, report.inconsistent_removed), (1, 1), "{report:?}");
+    assert!(store.check_indexes().unwrap().is_clean());
+}
+
 #[test]
 fn repair_applies_the_rules_to_inconsistent_records() {
     let (_d, store) = fresh();
