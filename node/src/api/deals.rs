@@ -107,10 +107,10 @@ pub(crate) struct NewDeal {
     /// The listing (as `GET /v1/listings/{listing}` takes it).
     listing: String,
     /// When (Unix seconds); default now.
-    start: Option<u64>,
+    pub(crate) start: Option<u64>,
     /// When the thing comes back (lend, share); or `days` after the start.
-    end: Option<u64>,
-    days: Option<u64>,
+    pub(crate) end: Option<u64>,
+    pub(crate) days: Option<u64>,
     #[serde(default)]
     message: String,
     #[serde(default)]
@@ -123,14 +123,14 @@ pub(crate) struct NewDeal {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Counter {
-    start: Option<u64>,
-    end: Option<u64>,
-    days: Option<u64>,
+    pub(crate) start: Option<u64>,
+    pub(crate) end: Option<u64>,
+    pub(crate) days: Option<u64>,
     message: Option<String>,
     in_return: Option<String>,
 }
 
-fn end_of(start: u64, end: Option<u64>, days: Option<u64>) -> Result<Option<u64>, ApiError> {
+pub(crate) fn end_of(start: u64, end: Option<u64>, days: Option<u64>) -> Result<Option<u64>, ApiError> {
     match (end, days) {
         (Some(_), Some(_)) => Err(ApiError::bad_request("give end or days, not both")),
         (Some(e), None) => Ok(Some(e)),
@@ -255,7 +255,7 @@ pub(crate) struct Note {
     note: String,
 }
 
-fn optional<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Result<T, ApiError> {
+pub(crate) fn optional<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Result<T, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
@@ -402,9 +402,9 @@ pub(crate) async fn cancel(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Extend {
-    due: Option<u64>,
+    pub(crate) due: Option<u64>,
     /// Days added to the current due date.
-    days: Option<u64>,
+    pub(crate) days: Option<u64>,
 }
 
 pub(crate) async fn extend(
