@@ -427,22 +427,7 @@ impl Verifier {
         match origin {
             Origin::Local => {}
             Origin::Deal { peer } => {
-                // Only the author (or co-signer) sends a deal record directly, and a private one
-                // only to the other party.
-                let header = unverified.header();
-                let from_party = header.author.to_peer_id() == *peer
-                    || unverified.body().cosigner().is_some_and(|c| c.to_peer_id() == *peer);
-                if !from_party {
-                    return Err(Early::Rejected(
-                        "author_mismatch",
-                        "a deal message must come from the record's author".into(),
-                    ));
-                }
-                if let troc_protocol::Body::Proposal(p) = unverified.body()
-                    && p.counterparty != self.local
-                {
-                    return Err(Early::Rejected("not_for_us", "a proposal for someone else".into()));
-                }
+                check_deal_sender(&unverified, peer, &self.local).map_err(|(code, why)| Early::Rejected(code, why))?;
             }
             Origin::Sync { .. } => {
                 if scope.is_none() {
@@ -489,6 +474,28 @@ impl Verifier {
         }
         Ok(unverified)
     }
+}
+
+/// The check of a record sent directly (`/troc/deal/1`) by `peer` to this node (`local`): only the
+/// author (or co-signer) sends a deal record directly, and a private one only to the other party.
+/// A function of its own so that the `deal` fuzz target runs this very check.
+pub(crate) fn check_deal_sender(
+    unverified: &Unverified,
+    peer: &PeerId,
+    local: &PublicKey,
+) -> Result<(), (&'static str, String)> {
+    let header = unverified.header();
+    let from_party =
+        header.author.to_peer_id() == *peer || unverified.body().cosigner().is_some_and(|c| c.to_peer_id() == *peer);
+    if !from_party {
+        return Err(("author_mismatch", "a deal message must come from the record's author".into()));
+    }
+    if let troc_protocol::Body::Proposal(p) = unverified.body()
+        && p.counterparty != *local
+    {
+        return Err(("not_for_us", "a proposal for someone else".into()));
+    }
+    Ok(())
 }
 
 /// Why an item stops before verification.

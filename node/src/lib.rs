@@ -12,6 +12,8 @@ pub mod catchup;
 pub mod config;
 pub mod deals;
 pub mod events;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod ingest;
 pub mod keystore;
 pub mod limits;

@@ -27,6 +27,8 @@
 pub mod body;
 pub mod codec;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod geohash;
 pub mod keys;
 pub mod limits;

@@ -21,13 +21,13 @@
 //! flight (axum's graceful shutdown), then removes `<home>/api.json`. The caller shuts the node
 //! down afterwards, so no request finds the node gone half-way.
 
-mod deals;
+pub(crate) mod deals;
 mod error;
 mod events;
-mod listings;
+pub(crate) mod listings;
 mod local;
-mod reputation;
-mod routes;
+pub(crate) mod reputation;
+pub(crate) mod routes;
 
 #[cfg(test)]
 mod tests;

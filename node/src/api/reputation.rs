@@ -25,7 +25,7 @@ pub const DEFAULT_TOP: usize = 20;
 /// How many paths `?explain=true` gives without `paths`.
 pub const DEFAULT_PATHS: usize = 3;
 /// The longest revocation reason accepted (the protocol's `MAX_NOTE`).
-const MAX_REASON: usize = troc_protocol::limits::MAX_NOTE;
+pub(crate) const MAX_REASON: usize = troc_protocol::limits::MAX_NOTE;
 
 impl From<ReputationError> for ApiError {
     fn from(e: ReputationError) -> Self {
@@ -48,7 +48,7 @@ impl From<ReputationError> for ApiError {
     }
 }
 
-fn parse_peer(s: &str) -> Result<PublicKey, ApiError> {
+pub(crate) fn parse_peer(s: &str) -> Result<PublicKey, ApiError> {
     if s.len() > 128 {
         return Err(ApiError::bad_request("not a peer id: too long"));
     }
@@ -160,7 +160,7 @@ pub(crate) async fn top(
 #[serde(deny_unknown_fields)]
 pub(crate) struct NewVouch {
     /// The person vouched for.
-    subject: String,
+    pub(crate) subject: String,
     /// How you know them (1 to 200 characters).
     context: String,
     /// How long it runs (1 to 730 days; default 365).
@@ -211,7 +211,7 @@ pub(crate) async fn vouches(State(state): State<AppState>) -> Result<Json<Value>
 #[serde(deny_unknown_fields)]
 pub(crate) struct Revoke {
     #[serde(default)]
-    reason: String,
+    pub(crate) reason: String,
 }
 
 /// `POST /v1/records/{id}/revoke` (the body, `{"reason": ...}`, is optional): the answer says what

@@ -304,8 +304,8 @@ async fn peers(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ConnectBody {
-    address: String,
+pub(crate) struct ConnectBody {
+    pub(crate) address: String,
 }
 
 async fn connect(State(state): State<AppState>, ApiJson(body): ApiJson<ConnectBody>) -> Result<Json<Value>, ApiError> {
@@ -335,7 +335,7 @@ async fn dial(state: &AppState, addr: libp2p::Multiaddr) -> Result<libp2p::PeerI
 /// What an invite carries.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct InviteBody {
+pub(crate) struct InviteBody {
     v: u32,
     peer_id: String,
     addresses: Vec<String>,
@@ -371,7 +371,7 @@ async fn invite(State(state): State<AppState>) -> Result<Json<Value>, ApiError> 
     })))
 }
 
-fn decode_invite(s: &str) -> Result<InviteBody, ApiError> {
+pub(crate) fn decode_invite(s: &str) -> Result<InviteBody, ApiError> {
     let bad = |why: &str| ApiError::bad_request(format!("not a troc invite: {why}"));
     let s = s.trim();
     if s.len() > MAX_INVITE {
@@ -402,8 +402,8 @@ fn decode_invite(s: &str) -> Result<InviteBody, ApiError> {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct JoinBody {
-    invite: String,
+pub(crate) struct JoinBody {
+    pub(crate) invite: String,
 }
 
 async fn join(State(state): State<AppState>, ApiJson(body): ApiJson<JoinBody>) -> Result<Json<Value>, ApiError> {
@@ -482,7 +482,7 @@ async fn show_listing(
 }
 
 /// An optional JSON body: empty means every field at its default.
-fn optional_json<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Result<T, ApiError> {
+pub(crate) fn optional_json<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Result<T, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
@@ -600,7 +600,7 @@ pub(crate) fn search_query(
 
 /// `within_km` or `sort=distance` without `near` measure from the node's own location (`home`);
 /// `near` alone sorts nearest first. For searches, event streams and saved searches alike.
-fn with_distance_defaults(q: &mut SearchQuery, home: Option<&str>) -> Result<(), ApiError> {
+pub(crate) fn with_distance_defaults(q: &mut SearchQuery, home: Option<&str>) -> Result<(), ApiError> {
     let wants_distance = q.within_km.is_some() || q.sort == Some(Sort::Distance);
     if q.near.is_none() && wants_distance {
         q.near = Some(home.map(str::to_owned).ok_or_else(|| {
@@ -649,10 +649,10 @@ async fn list_alerts(State(state): State<AppState>) -> Json<Value> {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct NewAlert {
+pub(crate) struct NewAlert {
     #[serde(default)]
-    name: String,
-    query: SearchQuery,
+    pub(crate) name: String,
+    pub(crate) query: SearchQuery,
 }
 
 async fn add_alert(
@@ -772,14 +772,12 @@ async fn export(
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ImportBody {
-    records: Vec<String>,
+pub(crate) struct ImportBody {
+    pub(crate) records: Vec<String>,
 }
 
-async fn import(
-    State(state): State<AppState>,
-    ApiJson(body): ApiJson<ImportBody>,
-) -> Result<Json<ImportReport>, ApiError> {
+/// The records of an import body, as bytes: at most [`MAX_IMPORT_RECORDS`], each in hex.
+pub(crate) fn import_items(body: &ImportBody) -> Result<Vec<Vec<u8>>, ApiError> {
     if body.records.len() > MAX_IMPORT_RECORDS {
         return Err(ApiError::bad_request(format!("at most {MAX_IMPORT_RECORDS} records per request")));
     }
@@ -787,6 +785,14 @@ async fn import(
     for (i, r) in body.records.iter().enumerate() {
         items.push(hex::decode(r).map_err(|_| ApiError::bad_request(format!("record {i} is not hex")))?);
     }
+    Ok(items)
+}
+
+async fn import(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<ImportBody>,
+) -> Result<Json<ImportReport>, ApiError> {
+    let items = import_items(&body)?;
     let results = state.node.ingest_local(items).await?;
     let mut report = ImportReport::default();
     for (index, r) in results.into_iter().enumerate() {

@@ -461,31 +461,11 @@ async fn answer(ctx: &DealCtx, peer: PeerId, request: &DealRequest) -> (DealAnsw
 /// A partially signed agreement or extension from `from`.
 async fn cosign(ctx: &DealCtx, from: &PublicKey, bytes: &[u8]) -> DealAnswer {
     let refuse = |code: &str, message: String| DealAnswer::Refused { code: code.to_owned(), message };
-    let partial = match PartiallySigned::from_bytes(bytes, now_secs()) {
-        Ok(p) => p,
-        Err(e) => return refuse(e.code(), e.to_string()),
-    };
-    if partial.header().author != *from {
-        return refuse("author_mismatch", "the record's author did not send it".into());
-    }
     let me = ctx.me();
-    match partial.body().clone() {
-        Body::Agreement(a) => {
-            if a.counterparty != me {
-                return refuse("not_for_us", "an agreement for someone else".into());
-            }
-            // Asked again (our answer was lost): the same signature again.
-            if let Ok(Some(done)) = ctx.store.get(&partial.id())
-                && let Some(sig) = done.signatures().nth(1)
-            {
-                return DealAnswer::Countersigned { signature: sig.to_vec() };
-            }
-            if let Err(why) = matches_live_proposal(&ctx.store, &me, from, &a) {
-                return refuse("no_matching_proposal", why);
-            }
-            let Ok(typed) = partial_typed::<Agreement>(partial) else {
-                return refuse("malformed", "not an agreement".into());
-            };
+    match check_cosign(&ctx.store, &me, from, bytes, now_secs()) {
+        Err(answer) => answer,
+        Ok(CosignPlan::Again { signature }) => DealAnswer::Countersigned { signature },
+        Ok(CosignPlan::Agreement(typed)) => {
             let record = match typed.countersign(&ctx.identity) {
                 Ok(r) => r,
                 Err(e) => return refuse(e.code(), e.to_string()),
@@ -496,27 +476,77 @@ async fn cosign(ctx: &DealCtx, from: &PublicKey, bytes: &[u8]) -> DealAnswer {
                 Err((code, reason)) => refuse(&code, reason),
             }
         }
-        Body::Extension(e) => {
-            if e.counterparty != me {
-                return refuse("not_for_us", "an extension for someone else".into());
-            }
-            match ctx.store.get(&e.agreement) {
-                Ok(Some(r)) => match r.body() {
-                    Body::Agreement(a)
-                        if (a.counterparty == me && r.author() == from)
-                            || (*r.author() == me && a.counterparty == *from) => {}
-                    _ => return refuse("not_a_party", "not a deal between us".into()),
-                },
-                Ok(None) => return refuse("unknown_deal", "the agreement is not here yet".into()),
-                Err(err) => return refuse("store_error", err.to_string()),
-            }
-            if let Err(err) = ctx.store.extension_request_put(&partial.id(), bytes) {
+        Ok(CosignPlan::Extension { request, agreement }) => {
+            if let Err(err) = ctx.store.extension_request_put(&request, bytes) {
                 return refuse("store_error", err.to_string());
             }
-            ctx.event("deal_extension_requested", e.agreement, *from, Some(partial.id()));
+            ctx.event("deal_extension_requested", agreement, *from, Some(request));
             DealAnswer::Pending
         }
-        _ => refuse("invalid_value", "only agreements and extensions are countersigned".into()),
+    }
+}
+
+/// What to do with a partially signed record that passed [`check_cosign`].
+#[derive(Debug)]
+pub(crate) enum CosignPlan {
+    /// Asked again (our answer was lost): the same signature again.
+    Again { signature: Vec<u8> },
+    /// An agreement matching a live proposal of ours: countersign and publish it.
+    Agreement(Box<PartiallySigned<Agreement>>),
+    /// An extension of one of our deals: keep the request (`request` is its id) for the person.
+    Extension { request: RecordId, agreement: RecordId },
+}
+
+/// Every check of a `Cosign` message from `from` to `me` before the node acts on it: the bytes decode
+/// as a partially signed record at `now` whose author is `from`, an agreement matching a live
+/// proposal of ours or an extension of a deal between us. Reads the store, writes nothing. `Err` is
+/// the answer to send. Separate from [`cosign`] so that the `deal` fuzz target runs these checks.
+pub(crate) fn check_cosign(
+    store: &Store,
+    me: &PublicKey,
+    from: &PublicKey,
+    bytes: &[u8],
+    now: Timestamp,
+) -> Result<CosignPlan, DealAnswer> {
+    let refuse = |code: &str, message: String| DealAnswer::Refused { code: code.to_owned(), message };
+    let partial = PartiallySigned::from_bytes(bytes, now).map_err(|e| refuse(e.code(), e.to_string()))?;
+    if partial.header().author != *from {
+        return Err(refuse("author_mismatch", "the record's author did not send it".into()));
+    }
+    match partial.body().clone() {
+        Body::Agreement(a) => {
+            if a.counterparty != *me {
+                return Err(refuse("not_for_us", "an agreement for someone else".into()));
+            }
+            if let Ok(Some(done)) = store.get(&partial.id())
+                && let Some(sig) = done.signatures().nth(1)
+            {
+                return Ok(CosignPlan::Again { signature: sig.to_vec() });
+            }
+            if let Err(why) = matches_live_proposal(store, me, from, &a) {
+                return Err(refuse("no_matching_proposal", why));
+            }
+            let typed =
+                partial_typed::<Agreement>(partial).map_err(|()| refuse("malformed", "not an agreement".into()))?;
+            Ok(CosignPlan::Agreement(Box::new(typed)))
+        }
+        Body::Extension(e) => {
+            if e.counterparty != *me {
+                return Err(refuse("not_for_us", "an extension for someone else".into()));
+            }
+            match store.get(&e.agreement) {
+                Ok(Some(r)) => match r.body() {
+                    Body::Agreement(a)
+                        if (a.counterparty == *me && r.author() == from)
+                            || (r.author() == me && a.counterparty == *from) => {}
+                    _ => return Err(refuse("not_a_party", "not a deal between us".into())),
+                },
+                Ok(None) => return Err(refuse("unknown_deal", "the agreement is not here yet".into())),
+                Err(err) => return Err(refuse("store_error", err.to_string())),
+            }
+            Ok(CosignPlan::Extension { request: partial.id(), agreement: e.agreement })
+        }
+        _ => Err(refuse("invalid_value", "only agreements and extensions are countersigned".into())),
     }
 }
 

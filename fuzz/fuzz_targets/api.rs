@@ -1,0 +1,8 @@
+//! The `api` fuzz target: see `troc_node::fuzzing::api` for what it feeds and checks (the
+//! corpus replay test in `troc-node` runs the same check over `fuzz/corpus/api`).
+
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| troc_node::fuzzing::api::check(data));
