@@ -228,6 +228,16 @@ async fn a_flooding_peer_is_bounded_scored_down_and_disconnected_while_honest_go
     let asked = probe.await.expect("the probe ran");
     let slowest = Duration::from_micros(slowest.load(Ordering::Relaxed));
     assert!(asked > 0 && slowest < RESPONSIVE, "the victim answered within {slowest:?} ({asked} probes)");
+    // The figures of docs/reliability.md, section 2 (`--nocapture`).
+    let m = victim.handle.metrics();
+    println!(
+        "flood: one author kept {kept}/{SPAM_ONE_AUTHOR} in {elapsed:.2} s (allowed {allowed:.1}); \
+         store {} records (quota {}); flooder score {score:.1}, disconnected; slowest of {asked} probes {slowest:?}; \
+         gossip rejections {:?}",
+        stats.records,
+        QUOTAS.max_total_records,
+        m.rejected[&Source::Gossip]
+    );
     for n in [&victim, &h1, &h2] {
         n.handle.shutdown().await.expect("clean shutdown");
     }
