@@ -682,8 +682,8 @@ impl EventLoop {
                     // Gossipsub drops every message of a peer under its graylist threshold unread, so
                     // they never reach the strikes above: a flooder of invalid records would stay
                     // connected forever, one message read each time its score decays back above the
-                    // threshold. Graylisted is proof enough (7 invalid records in a short time).
-                    let graylist = gossipsub::PeerScoreThresholds::default().graylist_threshold;
+                    // threshold. Graylisted is proof enough (7 or more invalid records in a short time).
+                    let graylist = network::peer_score_params().1.graylist_threshold;
                     let score = self.swarm.behaviour().gossipsub.peer_score(&peer);
                     if score.is_some_and(|s| s < graylist) && !self.banned.contains_key(&peer) {
                         self.ban(peer);
