@@ -336,6 +336,20 @@ async fn one_session(ctx: &Ctx, peer: PeerId, scope: &str) -> Result<(usize, usi
                 if records.is_empty() {
                     break;
                 }
+                // Only what was asked for: a peer that answers with other records (a way around the
+                // per-author rate of gossip, fetch after fetch, since what was asked stays unanswered)
+                // breaks the protocol. Nothing of its answer is kept, each such record is a strike.
+                let asked: std::collections::HashSet<sync::IdPrefix> = prefixes.iter().copied().collect();
+                let unasked = records
+                    .iter()
+                    .filter_map(|r| troc_protocol::id_of_bytes(r))
+                    .filter(|id| !asked.contains(&sync::prefix_of(id)))
+                    .count();
+                if unasked > 0 {
+                    ctx.metrics.reject(Source::Sync, "bad_sync_message");
+                    let _ = ctx.commands.send(Command::Strike { peer, count: unasked }).await;
+                    return Err(format!("the peer answered a fetch with {unasked} records it was not asked for"));
+                }
                 let received: Vec<RecordId> = records.iter().filter_map(|r| troc_protocol::id_of_bytes(r)).collect();
                 queue.extend(sync::not_sent(&prefixes, &received, &missing));
                 fetched += records.len();

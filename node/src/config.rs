@@ -33,6 +33,9 @@ pub struct NodeConfig {
     /// sled's page cache, in bytes. It only caches record bytes (every index is in memory), so a
     /// small one costs little: see `docs/performance.md`, section Memory.
     pub store_cache_bytes: u64,
+    /// The store's quotas (per author and in all): what bounds the store against spam that passes
+    /// every other check.
+    pub quotas: crate::store::Quotas,
     pub limits: Limits,
     pub timing: Timing,
 }
@@ -149,6 +152,7 @@ impl NodeConfig {
             relay_server: false,
             kad_server: false,
             store_cache_bytes: crate::store::DEFAULT_CACHE_BYTES,
+            quotas: crate::store::Quotas::default(),
             limits: Limits::default(),
             timing: Timing::default(),
         }

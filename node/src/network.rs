@@ -10,9 +10,10 @@
 
 use std::time::Duration;
 
+use futures::{AsyncRead, AsyncWrite};
 use libp2p::gossipsub::{self, MessageAuthenticity, MessageId, PeerScoreParams, PeerScoreThresholds, ValidationMode};
 use libp2p::kad::{self, store::MemoryStore};
-use libp2p::request_response::{self, ProtocolSupport};
+use libp2p::request_response::{self, ProtocolSupport, cbor::codec as cbor};
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::{
@@ -24,7 +25,7 @@ use thiserror::Error;
 
 use crate::config::NodeConfig;
 use crate::deals::{DealRequest, DealResponse, MAX_DEAL_REQUEST, MAX_DEAL_RESPONSE};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Source};
 use crate::sync::{SyncRequest, SyncResponse};
 
 /// The agent and protocol version announced by identify.
@@ -55,9 +56,72 @@ pub struct Behaviour {
     pub kad: kad::Behaviour<MemoryStore>,
     pub mdns: Toggle<mdns::tokio::Behaviour>,
     pub gossipsub: gossipsub::Behaviour,
-    pub sync: request_response::cbor::Behaviour<SyncRequest, SyncResponse>,
+    pub sync: request_response::Behaviour<Counted<cbor::Codec<SyncRequest, SyncResponse>>>,
     /// Direct deal messages between the two parties of a deal (`deals`).
-    pub deal: request_response::cbor::Behaviour<DealRequest, DealResponse>,
+    pub deal: request_response::Behaviour<Counted<cbor::Codec<DealRequest, DealResponse>>>,
+}
+
+/// A request-response codec that counts the inbound requests that do not decode (not CBOR, not
+/// the message type, over the size limit). request-response drops such a request with only a debug
+/// log and no event, so without this a peer could send garbage that no counter sees.
+#[derive(Debug, Clone)]
+pub struct Counted<C> {
+    inner: C,
+    metrics: Metrics,
+    source: Source,
+    code: &'static str,
+}
+
+impl<C> request_response::Codec for Counted<C>
+where
+    C: request_response::Codec + Send,
+    C::Protocol: Sync,
+{
+    type Protocol = C::Protocol;
+    type Request = C::Request;
+    type Response = C::Response;
+
+    async fn read_request<T>(&mut self, protocol: &Self::Protocol, io: &mut T) -> std::io::Result<Self::Request>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        let request = self.inner.read_request(protocol, io).await;
+        if request.is_err() {
+            self.metrics.reject(self.source, self.code);
+        }
+        request
+    }
+
+    async fn read_response<T>(&mut self, protocol: &Self::Protocol, io: &mut T) -> std::io::Result<Self::Response>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        self.inner.read_response(protocol, io).await
+    }
+
+    async fn write_request<T>(
+        &mut self,
+        protocol: &Self::Protocol,
+        io: &mut T,
+        req: Self::Request,
+    ) -> std::io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        self.inner.write_request(protocol, io, req).await
+    }
+
+    async fn write_response<T>(
+        &mut self,
+        protocol: &Self::Protocol,
+        io: &mut T,
+        res: Self::Response,
+    ) -> std::io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        self.inner.write_response(protocol, io, res).await
+    }
 }
 
 #[derive(Debug, Error)]
@@ -181,19 +245,29 @@ pub fn build_swarm(config: &NodeConfig, metrics: &Metrics) -> Result<Swarm<Behav
             let mut kad_cfg = kad::Config::new(KAD_PROTOCOL);
             kad_cfg.set_query_timeout(Duration::from_secs(60));
             let kad = kad::Behaviour::with_config(local, MemoryStore::new(local), kad_cfg);
-            let sync = request_response::cbor::Behaviour::with_codec(
-                request_response::cbor::codec::Codec::default()
-                    .set_request_size_maximum(MAX_SYNC_REQUEST)
-                    .set_response_size_maximum(MAX_SYNC_RESPONSE),
+            let sync = request_response::Behaviour::with_codec(
+                Counted {
+                    inner: cbor::Codec::default()
+                        .set_request_size_maximum(MAX_SYNC_REQUEST)
+                        .set_response_size_maximum(MAX_SYNC_RESPONSE),
+                    metrics: metrics.clone(),
+                    source: Source::Sync,
+                    code: "bad_sync_message",
+                },
                 [(SYNC_PROTOCOL, ProtocolSupport::Full)],
                 request_response::Config::default()
                     .with_request_timeout(request_timeout)
                     .with_max_concurrent_streams(32),
             );
-            let deal = request_response::cbor::Behaviour::with_codec(
-                request_response::cbor::codec::Codec::default()
-                    .set_request_size_maximum(MAX_DEAL_REQUEST)
-                    .set_response_size_maximum(MAX_DEAL_RESPONSE),
+            let deal = request_response::Behaviour::with_codec(
+                Counted {
+                    inner: cbor::Codec::default()
+                        .set_request_size_maximum(MAX_DEAL_REQUEST)
+                        .set_response_size_maximum(MAX_DEAL_RESPONSE),
+                    metrics: metrics.clone(),
+                    source: Source::Deal,
+                    code: "bad_deal_message",
+                },
                 [(DEAL_PROTOCOL, ProtocolSupport::Full)],
                 request_response::Config::default()
                     .with_request_timeout(request_timeout)

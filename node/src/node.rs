@@ -168,7 +168,11 @@ impl Node {
     /// Opens the store, builds the swarm, starts listening, and spawns the node's tasks. Returns
     /// once the node listens on every configured address.
     pub async fn spawn(config: NodeConfig) -> Result<(NodeHandle, broadcast::Receiver<NodeEvent>), NodeError> {
-        let store_cfg = StoreConfig { cache_bytes: config.store_cache_bytes, ..StoreConfig::new(config.db_path()) };
+        let store_cfg = StoreConfig {
+            cache_bytes: config.store_cache_bytes,
+            quotas: config.quotas,
+            ..StoreConfig::new(config.db_path())
+        };
         let store = tokio::task::spawn_blocking(move || Store::open(store_cfg))
             .await
             .map_err(|e| NodeError::Failed(e.to_string()))??;
@@ -680,6 +684,15 @@ impl EventLoop {
                         let _ = self.events.send(NodeEvent::Rejected { peer, code });
                     }
                     self.strike(peer);
+                    // Gossipsub drops every message of a peer under its graylist threshold unread, so
+                    // they never reach the strikes above: a flooder of invalid records would stay
+                    // connected forever, one message read each time its score decays back above the
+                    // threshold. Graylisted is proof enough (7 or more invalid records in a short time).
+                    let graylist = network::peer_score_params().1.graylist_threshold;
+                    let score = self.swarm.behaviour().gossipsub.peer_score(&peer);
+                    if score.is_some_and(|s| s < graylist) && !self.banned.contains_key(&peer) {
+                        self.ban(peer);
+                    }
                 }
             }
             ToSwarm::Publish { scope, bytes } => self.publish(&scope, bytes),
@@ -691,14 +704,19 @@ impl EventLoop {
 
     fn strike(&mut self, peer: PeerId) {
         if self.strikes.strike(&peer, Instant::now()) {
-            tracing::info!(%peer, "disconnecting a peer that keeps sending invalid data");
-            self.metrics.disconnected_for_abuse();
-            self.banned.insert(peer, Instant::now() + BAN);
-            self.strikes.forget(&peer);
-            // Blocking also closes its connections, and denies new ones until the ban ends.
-            self.swarm.behaviour_mut().blocked.block_peer(peer);
-            let _ = self.swarm.disconnect_peer_id(peer);
+            self.ban(peer);
         }
+    }
+
+    /// Disconnects a peer for abuse and refuses it for [`BAN`].
+    fn ban(&mut self, peer: PeerId) {
+        tracing::info!(%peer, "disconnecting a peer that keeps sending invalid data");
+        self.metrics.disconnected_for_abuse();
+        self.banned.insert(peer, Instant::now() + BAN);
+        self.strikes.forget(&peer);
+        // Blocking also closes its connections, and denies new ones until the ban ends.
+        self.swarm.behaviour_mut().blocked.block_peer(peer);
+        let _ = self.swarm.disconnect_peer_id(peer);
     }
 
     fn publish(&mut self, scope: &str, bytes: Vec<u8>) {

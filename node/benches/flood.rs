@@ -1,0 +1,424 @@
+//! Flood benchmark: honest propagation among N real nodes (one process, loopback TCP, random
+//! topology as in `propagation.rs`) without and with flooders in the same run. Each flooder is a
+//! real node that connects to 3 random honest nodes and publishes on the community's topic with
+//! `NodeHandle::gossip_raw` (no checks) at a fixed rate, just under the per-peer gossip rate
+//! (50 a second): what a flooder does when it wants to stay connected.
+//!
+//! Three phases, each measured with M honest listings published one after the other by random
+//! honest nodes (latency from the publish call to `Stored` on each other honest node):
+//! 1. **quiet**: no flood;
+//! 2. **spam**: every flooder publishes valid listings of its own at `RATE` a second (the first 120
+//!    are within the author's burst and spread through the whole network like honest ones, the
+//!    rest are refused as `author_rate_limited`, without penalty);
+//! 3. **invalid**: every flooder publishes forged listings at `RATE` a second (each one rejected and
+//!    penalised; the flooders are graylisted and disconnected within a few messages).
+//!
+//! Prints p50 / p99 / max per phase and the ratio of each phase's p99 to the quiet one (the
+//! target: at most 2), the delivery ratio, and how many flooders were disconnected for abuse.
+//!
+//! Run: `cargo bench -p troc-node --bench flood`. Environment: `TROC_FLOOD_NODES=10`,
+//! `TROC_FLOOD_MESSAGES=40`, `TROC_FLOOD_FLOODERS=3`, `TROC_FLOOD_RATE=45`,
+//! `TROC_FLOOD_HEARTBEAT_MS=1000` (the production heartbeat), `TROC_FLOOD_SEED=1`. Under
+//! `cargo test --benches` it runs 4 nodes, 1 flooder and 4 messages a phase, as a check that it works.
+
+// A benchmark: a failure should stop it loudly.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+use tokio::sync::{broadcast, mpsc};
+use troc_node::config::{NodeConfig, Timing};
+use troc_node::events::NodeEvent;
+use troc_node::metrics::Source;
+use troc_node::node::{Node, NodeHandle};
+use troc_protocol::{Category, Identity, Kind, Listing, ListingKey, RecordId, Signed, Terms};
+
+/// The troc binary's allocator and settings (`troc_node::alloc`), so the figures are the binary's.
+#[global_allocator]
+static ALLOC: troc_node::alloc::Allocator = troc_node::alloc::Allocator;
+
+const COMMUNITY: &str = "north-end";
+const SCOPE: &str = "community/north-end";
+/// How long one message may take to reach every honest node before the next one is published.
+const MESSAGE_WINDOW: Duration = Duration::from_secs(3);
+/// How long gossip may take to start flowing after the nodes are spawned.
+const WARMUP_LIMIT: Duration = Duration::from_secs(60);
+
+/// A tiny xorshift64*: reproducible topologies and authors without another crate.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+struct BenchNode {
+    handle: NodeHandle,
+    identity: Identity,
+    _home: TempDir,
+}
+
+struct Seen {
+    node: usize,
+    id: RecordId,
+    at: Instant,
+}
+
+struct Settings {
+    nodes: usize,
+    messages: usize,
+    flooders: usize,
+    rate: f64,
+    heartbeat: Duration,
+    seed: u64,
+}
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn settings() -> Settings {
+    let bench = std::env::args().any(|a| a == "--bench");
+    Settings {
+        nodes: env_or("TROC_FLOOD_NODES", if bench { 10 } else { 4 }),
+        messages: env_or("TROC_FLOOD_MESSAGES", if bench { 40 } else { 4 }),
+        flooders: env_or("TROC_FLOOD_FLOODERS", if bench { 3 } else { 1 }),
+        rate: env_or("TROC_FLOOD_RATE", 45.0),
+        heartbeat: match env_or("TROC_FLOOD_HEARTBEAT_MS", 0u64) {
+            0 => Timing::default().gossip_heartbeat,
+            ms => Duration::from_millis(ms),
+        },
+        seed: env_or("TROC_FLOOD_SEED", 1),
+    }
+}
+
+fn identity(n: usize) -> Identity {
+    let mut seed = [0x6Bu8; 32];
+    seed[..8].copy_from_slice(&(n as u64).to_be_bytes());
+    Identity::from_seed(&seed)
+}
+
+/// A typical lend listing (about 570 bytes signed), unique per (author, n).
+fn listing(author: usize, n: usize) -> Listing {
+    let mut key = [0u8; 16];
+    key[..8].copy_from_slice(&(author as u64).to_be_bytes());
+    key[8..].copy_from_slice(&(n as u64).to_be_bytes());
+    Listing {
+        key: ListingKey(key),
+        revision: 1,
+        kind: Kind::Lend,
+        category: Category::Tools,
+        title: format!("Cordless drill (18 V) with two batteries, number {n}"),
+        description: "Bosch cordless drill with two 2 Ah batteries, a charger and a box of wood and metal bits. \
+            Works fine for shelves, flat-pack furniture and the odd hole in concrete. Please bring it back \
+            charged, and tell me if a bit breaks."
+            .to_owned(),
+        tags: vec!["diy".to_owned(), "drill".to_owned()],
+        terms: Terms { max_loan_days: Some(7), ..Terms::default() },
+        community: COMMUNITY.to_owned(),
+        location: "u09tvw".to_owned(),
+        available_from: None,
+        available_until: None,
+        valid_until: troc_node::now_secs() + 30 * 24 * 3600,
+    }
+}
+
+fn config(identity: &Identity, home: &TempDir, heartbeat: Duration) -> NodeConfig {
+    let mut cfg = NodeConfig::for_test(home.path().to_path_buf(), identity.clone());
+    cfg.communities = vec![COMMUNITY.to_owned()];
+    // Catch-up and discovery at their production pace, so that every delivery measured is gossip's.
+    let production = Timing::default();
+    cfg.timing.gossip_heartbeat = heartbeat;
+    cfg.timing.sync_interval = production.sync_interval;
+    cfg.timing.discovery_interval = production.discovery_interval;
+    cfg
+}
+
+/// Honest node `i > 0` bootstraps to 3 or 4 random earlier ones; each flooder to 3 random honest ones.
+async fn spawn_nodes(
+    s: &Settings,
+    rng: &mut Rng,
+    seen: &mpsc::UnboundedSender<Seen>,
+) -> (Vec<BenchNode>, Vec<BenchNode>) {
+    let mut nodes: Vec<BenchNode> = Vec::with_capacity(s.nodes);
+    for i in 0..s.nodes {
+        let home = tempfile::tempdir().unwrap();
+        let identity = identity(i);
+        let mut cfg = config(&identity, &home, s.heartbeat);
+        let want = (3 + rng.below(2)).min(i);
+        let mut chosen: Vec<usize> = Vec::with_capacity(want);
+        while chosen.len() < want {
+            let j = rng.below(i);
+            if !chosen.contains(&j) {
+                chosen.push(j);
+            }
+        }
+        for j in chosen {
+            cfg.bootstrap.extend(nodes[j].handle.dial_addrs().await.unwrap());
+        }
+        let (handle, events) = Node::spawn(cfg).await.unwrap();
+        tokio::spawn(forward_events(i, events, seen.clone()));
+        nodes.push(BenchNode { handle, identity, _home: home });
+    }
+    let mut flooders = Vec::with_capacity(s.flooders);
+    for f in 0..s.flooders {
+        let home = tempfile::tempdir().unwrap();
+        let identity = identity(10_000 + f);
+        let mut cfg = config(&identity, &home, s.heartbeat);
+        let mut chosen: Vec<usize> = Vec::new();
+        while chosen.len() < 3.min(s.nodes) {
+            let j = rng.below(s.nodes);
+            if !chosen.contains(&j) {
+                chosen.push(j);
+            }
+        }
+        for j in chosen {
+            cfg.bootstrap.extend(nodes[j].handle.dial_addrs().await.unwrap());
+        }
+        let (handle, _events) = Node::spawn(cfg).await.unwrap();
+        flooders.push(BenchNode { handle, identity, _home: home });
+    }
+    (nodes, flooders)
+}
+
+async fn forward_events(node: usize, mut rx: broadcast::Receiver<NodeEvent>, out: mpsc::UnboundedSender<Seen>) {
+    loop {
+        match rx.recv().await {
+            Ok(NodeEvent::Stored { id, source: Source::Gossip | Source::Local, .. }) => {
+                if out.send(Seen { node, id, at: Instant::now() }).is_err() {
+                    return;
+                }
+            }
+            Ok(_) => {}
+            Err(broadcast::error::RecvError::Lagged(k)) => eprintln!("node {node}: lost {k} events"),
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
+#[derive(Default)]
+struct Arrivals {
+    first: HashMap<RecordId, HashMap<usize, Instant>>,
+}
+
+impl Arrivals {
+    fn add(&mut self, s: Seen) {
+        self.first.entry(s.id).or_default().entry(s.node).or_insert(s.at);
+    }
+
+    async fn wait_for(&mut self, rx: &mut mpsc::UnboundedReceiver<Seen>, id: &RecordId, n: usize) -> bool {
+        let deadline = tokio::time::Instant::now() + MESSAGE_WINDOW;
+        while let Ok(s) = rx.try_recv() {
+            self.add(s);
+        }
+        while self.first.get(id).map_or(0, HashMap::len) < n {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(s)) => self.add(s),
+                Ok(None) | Err(_) => return false,
+            }
+        }
+        true
+    }
+}
+
+async fn publish(nodes: &[BenchNode], author: usize, n: usize) -> (RecordId, Instant) {
+    let node = &nodes[author];
+    let record = Signed::sign(&node.identity, troc_node::now_secs(), listing(author, n)).unwrap().into_any();
+    let t0 = Instant::now();
+    let result = node.handle.publish(&record).await.unwrap();
+    assert!(result.is_stored(), "{result:?}");
+    (record.id(), t0)
+}
+
+fn quantile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1}", d.as_secs_f64() * 1000.0)
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Flood {
+    Quiet,
+    Spam,
+    Invalid,
+}
+
+impl Flood {
+    fn name(self) -> &'static str {
+        match self {
+            Flood::Quiet => "quiet",
+            Flood::Spam => "spam (valid, own author)",
+            Flood::Invalid => "invalid (forged)",
+        }
+    }
+}
+
+/// Runs the flooders until `stop`; returns the messages they managed to publish.
+fn start_flood(
+    flooders: &[BenchNode],
+    kind: Flood,
+    rate: f64,
+    stop: Arc<AtomicBool>,
+) -> Vec<tokio::task::JoinHandle<u64>> {
+    flooders
+        .iter()
+        .enumerate()
+        .map(|(f, node)| {
+            let (handle, identity, stop) = (node.handle.clone(), node.identity.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
+                let (mut n, mut sent) = (0usize, 0u64);
+                while !stop.load(Ordering::Relaxed) {
+                    tick.tick().await;
+                    n += 1;
+                    let mut bytes = Signed::sign(
+                        &identity,
+                        troc_node::now_secs(),
+                        listing(10_000 + f, 1_000_000 * (kind as usize) + n),
+                    )
+                    .unwrap()
+                    .bytes()
+                    .to_vec();
+                    if kind == Flood::Invalid {
+                        let last = bytes.len() - 1;
+                        bytes[last] ^= 1;
+                    }
+                    if handle.gossip_raw(SCOPE, bytes).await.is_ok() {
+                        sent += 1;
+                    }
+                }
+                sent
+            })
+        })
+        .collect()
+}
+
+struct Phase {
+    kind: Flood,
+    latencies: Vec<Duration>,
+    delivered: usize,
+    expected: usize,
+    flood_sent: u64,
+    disconnected: u64,
+}
+
+fn main() {
+    troc_node::alloc::configure();
+    let s = settings();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!(
+        "flood: {} honest nodes, {} flooders at {} messages/s each, {} messages per phase, heartbeat {:?}, seed {}, {cores} cores",
+        s.nodes, s.flooders, s.rate, s.messages, s.heartbeat, s.seed
+    );
+    let phases = runtime.block_on(async {
+        let mut rng = Rng(s.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let (nodes, flooders) = spawn_nodes(&s, &mut rng, &tx).await;
+        let n = s.nodes;
+        let mut arrivals = Arrivals::default();
+
+        // Warm-up: probes until three in a row reach every honest node within the window.
+        let warm = Instant::now();
+        let (mut probes, mut in_a_row) = (0, 0);
+        while in_a_row < 3 {
+            assert!(warm.elapsed() < WARMUP_LIMIT, "gossip did not reach all {n} nodes within {WARMUP_LIMIT:?}");
+            let (id, _) = publish(&nodes, rng.below(n), 2_000_000 + probes).await;
+            probes += 1;
+            in_a_row = if arrivals.wait_for(&mut rx, &id, n).await { in_a_row + 1 } else { 0 };
+        }
+        println!("warm-up {:.1} s ({probes} probes)", warm.elapsed().as_secs_f64());
+
+        let mut phases = Vec::new();
+        let abused =
+            |nodes: &[BenchNode]| nodes.iter().map(|x| x.handle.metrics().peers_disconnected_for_abuse).sum::<u64>();
+        for (p, kind) in [Flood::Quiet, Flood::Spam, Flood::Invalid].into_iter().enumerate() {
+            let stop = Arc::new(AtomicBool::new(false));
+            let tasks =
+                if kind == Flood::Quiet { Vec::new() } else { start_flood(&flooders, kind, s.rate, stop.clone()) };
+            let abused_before = abused(&nodes);
+            // Let the flood reach the network before measuring.
+            if kind != Flood::Quiet {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            let mut latencies = Vec::new();
+            let mut delivered = 0;
+            for m in 0..s.messages {
+                let author = rng.below(n);
+                let (id, t0) = publish(&nodes, author, 100_000 * (p + 1) + m).await;
+                arrivals.wait_for(&mut rx, &id, n).await;
+                let got = arrivals.first.get(&id).cloned().unwrap_or_default();
+                for node in (0..n).filter(|i| *i != author) {
+                    if let Some(at) = got.get(&node) {
+                        delivered += 1;
+                        latencies.push(at.duration_since(t0));
+                    }
+                }
+            }
+            stop.store(true, Ordering::Relaxed);
+            let mut flood_sent = 0;
+            for t in tasks {
+                flood_sent += t.await.unwrap();
+            }
+            latencies.sort();
+            phases.push(Phase {
+                kind,
+                latencies,
+                delivered,
+                expected: s.messages * (n - 1),
+                flood_sent,
+                disconnected: abused(&nodes) - abused_before,
+            });
+        }
+        let m = nodes.iter().map(|x| x.handle.metrics()).fold(HashMap::<&str, u64>::new(), |mut acc, m| {
+            for code in ["author_rate_limited", "bad_signature", "peer_rate_limited"] {
+                *acc.entry(code).or_default() += m.rejected_total(code);
+            }
+            acc
+        });
+        println!("refusals on the honest nodes: {m:?}");
+        futures::future::join_all(nodes.iter().chain(&flooders).map(|x| x.handle.shutdown())).await;
+        phases
+    });
+
+    let quiet_p99 = quantile(&phases[0].latencies, 0.99);
+    println!();
+    println!(
+        "| phase | flood messages sent | delivery | p50 (ms) | p99 (ms) | max (ms) | p99 / quiet p99 | flooders disconnected |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    for p in &phases {
+        let p99 = quantile(&p.latencies, 0.99);
+        println!(
+            "| {} | {} | {}/{} ({:.1} %) | {} | {} | {} | {:.2} | {} |",
+            p.kind.name(),
+            p.flood_sent,
+            p.delivered,
+            p.expected,
+            100.0 * p.delivered as f64 / p.expected.max(1) as f64,
+            ms(quantile(&p.latencies, 0.5)),
+            ms(p99),
+            ms(p.latencies.last().copied().unwrap_or_default()),
+            p99.as_secs_f64() / quiet_p99.as_secs_f64().max(1e-9),
+            p.disconnected,
+        );
+    }
+}
