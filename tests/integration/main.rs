@@ -5,6 +5,7 @@ mod bot;
 mod cli;
 mod deals;
 mod demo;
+mod nat;
 mod node;
 mod rep;
 mod support;
