@@ -1095,7 +1095,8 @@ impl EventLoop {
                     }
                 }
                 let is_relay = info.protocols.iter().any(|p| p.as_ref() == RELAY_HOP);
-                if is_relay && (self.relay_routes.len() < MAX_RELAY_ROUTES || self.relay_routes.contains_key(&peer_id)) {
+                if is_relay && (self.relay_routes.len() < MAX_RELAY_ROUTES || self.relay_routes.contains_key(&peer_id))
+                {
                     // The address we reached the relay at is known to work from here; its own
                     // listen addresses may be loopback or private ones of its network.
                     let dialed = self
