@@ -23,7 +23,7 @@ use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
 use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::swarm::{ConnectionId, SwarmEvent};
-use libp2p::{Multiaddr, PeerId, Swarm, autonat, identify, mdns};
+use libp2p::{Multiaddr, PeerId, Swarm, autonat, dcutr, identify, mdns};
 use serde::Serialize;
 use thiserror::Error;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
@@ -299,6 +299,7 @@ impl Node {
             agents: HashMap::new(),
             remotes: HashMap::new(),
             relays: HashSet::new(),
+            relay_routes: HashMap::new(),
             nat_private: false,
             scopes,
             config: config.clone(),
@@ -532,9 +533,15 @@ struct EventLoop {
     bootstrap: HashMap<PeerId, Bootstrap>,
     listen_addrs: Vec<Multiaddr>,
     agents: HashMap<PeerId, String>,
-    /// The remote address of each connected peer (its first connection).
-    remotes: HashMap<PeerId, Multiaddr>,
+    /// The remote address of each open connection, per peer (at most `max_connections_per_peer`):
+    /// after hole punching a peer has a relayed and a direct connection, and `/v1/peers` must say so.
+    remotes: HashMap<PeerId, Vec<Remote>>,
+    /// The relays we hold a reservation with (we listen through them).
     relays: HashSet<PeerId>,
+    /// Connected peers that serve as relays, with the address we reach each at (bounded by
+    /// `MAX_RELAY_ROUTES`). Used to listen through them once autonat says we are behind NAT, and to
+    /// reach a peer known only by its PeerId (a deal partner met through gossip) through them.
+    relay_routes: HashMap<PeerId, Multiaddr>,
     nat_private: bool,
     scopes: Arc<RwLock<Vec<String>>>,
     config: NodeConfig,
@@ -543,10 +550,21 @@ struct EventLoop {
     driver: Option<tokio::task::JoinHandle<()>>,
 }
 
+/// One open connection to a peer.
+#[derive(Debug)]
+struct Remote {
+    id: ConnectionId,
+    address: Multiaddr,
+    /// We dialed it (so `address` is one the peer listens on, not an ephemeral port).
+    dialer: bool,
+}
+
 /// How long a peer disconnected for abuse stays refused.
 const BAN: Duration = Duration::from_secs(600);
 /// At most this many relays are used for reservations.
 const MAX_RELAYS: usize = 2;
+/// At most this many connected relays are remembered as routes to other peers.
+const MAX_RELAY_ROUTES: usize = 16;
 /// The relay hop protocol, announced by relay servers.
 const RELAY_HOP: &str = "/libp2p/circuit/relay/0.2.0/hop";
 
@@ -702,6 +720,43 @@ impl EventLoop {
         }
     }
 
+    /// Listens through the relays we are connected to, up to `MAX_RELAYS` (called once we know we
+    /// are behind NAT, and when a relay is identified after that).
+    fn listen_through_relays(&mut self) {
+        let routes: Vec<(PeerId, Multiaddr)> =
+            self.relay_routes.iter().filter(|(p, _)| !self.relays.contains(p)).map(|(p, a)| (*p, a.clone())).collect();
+        for (relay, addr) in routes {
+            if self.relays.len() >= MAX_RELAYS {
+                break;
+            }
+            let circuit = addr.with(Protocol::P2p(relay)).with(Protocol::P2pCircuit);
+            match self.swarm.listen_on(circuit.clone()) {
+                Ok(_) => {
+                    self.relays.insert(relay);
+                    tracing::info!(%circuit, "listening through a relay");
+                }
+                Err(e) => tracing::debug!(%circuit, error = %e, "could not listen through relay"),
+            }
+        }
+    }
+
+    /// Makes a peer reachable by PeerId through the relays we are connected to: a circuit address
+    /// through each is added to the swarm's addresses of the peer, so the next dial (a deal
+    /// message, a provider found in the DHT) tries them beside any direct address. Neighbours behind
+    /// NAT usually listen through the same relay, the public node of their community; a wrong guess
+    /// costs one failed circuit request.
+    fn route_through_relays(&mut self, peer: PeerId) {
+        let circuits: Vec<Multiaddr> = self
+            .relay_routes
+            .iter()
+            .filter(|(relay, _)| **relay != peer)
+            .map(|(relay, addr)| addr.clone().with(Protocol::P2p(*relay)).with(Protocol::P2pCircuit))
+            .collect();
+        for circuit in circuits {
+            self.swarm.add_peer_address(peer, circuit);
+        }
+    }
+
     fn strike(&mut self, peer: PeerId) {
         if self.strikes.strike(&peer, Instant::now()) {
             self.ban(peer);
@@ -786,13 +841,17 @@ impl EventLoop {
                 let infos = peers
                     .into_iter()
                     .map(|p| {
-                        let remote = self.remotes.get(&p);
+                        // Direct connections first: a peer is relayed only while no direct
+                        // connection to it is open.
+                        let mut addrs: Vec<&Multiaddr> =
+                            self.remotes.get(&p).map(|c| c.iter().map(|r| &r.address).collect()).unwrap_or_default();
+                        addrs.sort_by_key(|a| is_relayed(a));
                         PeerInfo {
                             peer_id: p,
-                            addresses: remote.map(|a| vec![a.to_string()]).unwrap_or_default(),
+                            addresses: addrs.iter().map(|a| a.to_string()).collect(),
                             agent: self.agents.get(&p).cloned(),
                             score: g.peer_score(&p),
-                            relayed: remote.is_some_and(|a| a.iter().any(|p| matches!(p, Protocol::P2pCircuit))),
+                            relayed: !addrs.is_empty() && addrs.iter().all(|a| is_relayed(a)),
                         }
                     })
                     .collect();
@@ -841,6 +900,9 @@ impl EventLoop {
                 if peer == *self.swarm.local_peer_id() {
                     let _ = reply.send(Err("a deal message to ourselves".into()));
                 } else {
+                    if !self.swarm.is_connected(&peer) {
+                        self.route_through_relays(peer);
+                    }
                     let id = self.swarm.behaviour_mut().deal.send_request(&peer, request);
                     self.deal_out.insert(id, reply);
                 }
@@ -890,17 +952,29 @@ impl EventLoop {
                 if let ConnectedPoint::Dialer { address, .. } = &endpoint {
                     self.swarm.behaviour_mut().kad.add_address(&peer_id, address.clone());
                 }
+                let remote = endpoint.get_remote_address().clone();
+                if !is_relayed(&remote) && num_established.get() > 1 {
+                    tracing::info!(peer = %peer_id, address = %remote, "direct connection to a peer already connected");
+                }
+                let dialer = endpoint.is_dialer();
+                self.remotes.entry(peer_id).or_default().push(Remote { id: connection_id, address: remote, dialer });
                 if num_established.get() == 1 {
-                    self.remotes.insert(peer_id, endpoint.get_remote_address().clone());
                     let _ = self.events.send(NodeEvent::PeerConnected { peer: peer_id });
                     let _ = self.to_sync.try_send(ToSync::PeerConnected { peer: peer_id });
                     let _ = self.to_deals.try_send(ToDeals::PeerConnected { peer: peer_id });
                 }
             }
-            SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
+            SwarmEvent::ConnectionClosed { peer_id, connection_id, num_established, .. } => {
+                if num_established > 0 {
+                    if let Some(conns) = self.remotes.get_mut(&peer_id) {
+                        conns.retain(|r| r.id != connection_id);
+                    }
+                    return;
+                }
                 self.agents.remove(&peer_id);
                 self.remotes.remove(&peer_id);
                 self.relays.remove(&peer_id);
+                self.relay_routes.remove(&peer_id);
                 let _ = self.events.send(NodeEvent::PeerDisconnected { peer: peer_id });
             }
             SwarmEvent::OutgoingConnectionError { connection_id, error, .. } => {
@@ -1044,22 +1118,22 @@ impl EventLoop {
                     }
                 }
                 let is_relay = info.protocols.iter().any(|p| p.as_ref() == RELAY_HOP);
-                if is_relay
-                    && self.nat_private
-                    && self.relays.len() < MAX_RELAYS
-                    && !self.relays.contains(&peer_id)
-                    && let Some(addr) = info.listen_addrs.iter().find(|a| !is_unroutable(a))
+                if is_relay && (self.relay_routes.len() < MAX_RELAY_ROUTES || self.relay_routes.contains_key(&peer_id))
                 {
-                    {
-                        let circuit = addr.clone().with(Protocol::P2p(peer_id)).with(Protocol::P2pCircuit);
-                        match self.swarm.listen_on(circuit.clone()) {
-                            Ok(_) => {
-                                self.relays.insert(peer_id);
-                                tracing::info!(%circuit, "listening through a relay");
-                            }
-                            Err(e) => tracing::debug!(%circuit, error = %e, "could not listen through relay"),
-                        }
+                    // The address we reached the relay at is known to work from here; its own
+                    // listen addresses may be loopback or private ones of its network.
+                    let dialed = self
+                        .remotes
+                        .get(&peer_id)
+                        .and_then(|c| c.iter().find(|r| r.dialer && !is_relayed(&r.address)))
+                        .map(|r| strip_p2p(&r.address));
+                    let addr = dialed.or_else(|| info.listen_addrs.iter().find(|a| !is_unroutable(a)).cloned());
+                    if let Some(addr) = addr {
+                        self.relay_routes.insert(peer_id, addr);
                     }
+                }
+                if is_relay && self.nat_private {
+                    self.listen_through_relays();
                 }
             }
             BehaviourEvent::Autonat(autonat::v1::Event::StatusChanged { new, .. }) => {
@@ -1069,10 +1143,19 @@ impl EventLoop {
                         self.nat_private = false;
                         self.swarm.behaviour_mut().kad.set_mode(Some(kad::Mode::Server));
                     }
-                    autonat::v1::NatStatus::Private => self.nat_private = true,
+                    autonat::v1::NatStatus::Private => {
+                        self.nat_private = true;
+                        // The relays were met (identified) before autonat could tell: use them now
+                        // rather than at their next identify, minutes later.
+                        self.listen_through_relays();
+                    }
                     autonat::v1::NatStatus::Unknown => {}
                 }
             }
+            BehaviourEvent::Dcutr(dcutr::Event { remote_peer_id, result }) => match result {
+                Ok(_) => tracing::info!(peer = %remote_peer_id, "hole punch succeeded: direct connection"),
+                Err(e) => tracing::info!(peer = %remote_peer_id, error = %e, "hole punch failed"),
+            },
             BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
                 result: kad::QueryResult::GetProviders(Ok(kad::GetProvidersOk::FoundProviders { providers, .. })),
                 ..
@@ -1082,6 +1165,7 @@ impl EventLoop {
                 for p in providers {
                     if p != local && !self.swarm.is_connected(&p) && !self.banned.contains_key(&p) && dialed < 8 {
                         dialed += 1;
+                        self.route_through_relays(p);
                         let _ = self.swarm.dial(p);
                     }
                 }
@@ -1097,6 +1181,11 @@ impl EventLoop {
             _ => {}
         }
     }
+}
+
+/// Whether an address goes through a relay (a circuit).
+fn is_relayed(addr: &Multiaddr) -> bool {
+    addr.iter().any(|p| matches!(p, Protocol::P2pCircuit))
 }
 
 /// Loopback and unspecified addresses are not worth telling the DHT about, except that tests and

@@ -10,6 +10,7 @@ mod flood;
 mod hostile_input;
 mod hostile_peer;
 mod hostile_wire;
+mod nat;
 mod node;
 mod rep;
 mod support;
