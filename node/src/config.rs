@@ -35,6 +35,9 @@ pub struct NodeConfig {
     pub store_cache_bytes: u64,
     pub limits: Limits,
     pub timing: Timing,
+    /// Tests and benchmarks only: simulated links (latency, bandwidth, partitions, byte counts) on a
+    /// TCP-only transport (`crate::link`). Always `None` in the `troc` binary.
+    pub link_shaper: Option<crate::link::LinkShaper>,
 }
 
 /// Bounds on everything that arrives from outside.
@@ -151,6 +154,7 @@ impl NodeConfig {
             store_cache_bytes: crate::store::DEFAULT_CACHE_BYTES,
             limits: Limits::default(),
             timing: Timing::default(),
+            link_shaper: None,
         }
     }
 

@@ -15,6 +15,7 @@ pub mod events;
 pub mod ingest;
 pub mod keystore;
 pub mod limits;
+pub mod link;
 pub mod metrics;
 pub mod network;
 pub mod node;

@@ -7,5 +7,6 @@ mod deals;
 mod demo;
 mod node;
 mod rep;
+mod scale;
 mod support;
 mod vectors;
