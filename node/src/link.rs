@@ -133,7 +133,7 @@ pub fn node_of(addr: &Multiaddr) -> Option<usize> {
     addr.iter().find_map(|p| match p {
         Protocol::Ip4(ip) => {
             let [a, b, c, d] = ip.octets();
-            (a == 127 && b == 1 && d >= 1 && d <= 250).then(|| c as usize * 250 + d as usize - 1)
+            (a == 127 && b == 1 && (1..=250).contains(&d)).then(|| c as usize * 250 + d as usize - 1)
         }
         _ => None,
     })

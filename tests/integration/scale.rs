@@ -263,29 +263,34 @@ async fn partitioned_groups_converge_in_one_round_of_catch_up() {
     phase("healed and converged");
     // Converged within one round: no node ran more than one session per scope with a peer for each
     // time it connected to that peer (sessions start only when a connection opens, see above).
-    let s = seen.lock().expect("lock");
-    let mut by_sync = 0;
-    for i in 0..NODES {
-        let mut per: HashMap<&(String, String), usize> = HashMap::new();
-        for key in &s.sessions_after_heal[i] {
-            *per.entry(key).or_default() += 1;
+    let (by_sync, sessions) = {
+        let s = seen.lock().expect("lock");
+        let mut by_sync = 0;
+        for i in 0..NODES {
+            let mut per: HashMap<&(String, String), usize> = HashMap::new();
+            for key in &s.sessions_after_heal[i] {
+                *per.entry(key).or_default() += 1;
+            }
+            for ((peer, scope), n) in per {
+                let connections = s.connected_after_heal[i].get(peer).copied().unwrap_or(0);
+                assert!(
+                    n <= connections,
+                    "node {i}: {n} sessions for {scope} with {peer}, connected {connections} times"
+                );
+            }
+            by_sync += by_group[1 - group(i)].iter().filter(|id| s.stored[i].get(id) == Some(&Source::Sync)).count();
         }
-        for ((peer, scope), n) in per {
-            let connections = s.connected_after_heal[i].get(peer).copied().unwrap_or(0);
-            assert!(n <= connections, "node {i}: {n} sessions for {scope} with {peer}, connected {connections} times");
-        }
-        by_sync += by_group[1 - group(i)].iter().filter(|id| s.stored[i].get(id) == Some(&Source::Sync)).count();
-    }
+        (by_sync, s.sessions_after_heal.iter().map(Vec::len).sum::<usize>())
+    };
     let across = NODES * GROUP * PER_NODE;
     let counted = nodes.iter().map(|n| n.metrics().sync_sessions).sum::<u64>() - sessions_before;
     eprintln!(
         "partition and heal: {across} records to cross, {by_sync} by catch-up, {} by gossip; {} scope sessions \
          after the heal ({counted} reconciliations counted by the nodes)",
         across - by_sync,
-        s.sessions_after_heal.iter().map(Vec::len).sum::<usize>()
+        sessions
     );
     assert!(by_sync > 0, "no record crossed by catch-up");
-    drop(s);
     for n in &nodes {
         n.shutdown().await.expect("shutdown");
     }
