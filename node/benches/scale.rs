@@ -348,14 +348,16 @@ async fn run(s: Settings) {
     }
     let present: Vec<usize> = (0..n).filter(|i| !away.contains(i)).collect();
     let mut missed: Vec<RecordId> = Vec::new();
+    let mut authors: HashMap<RecordId, usize> = HashMap::new();
     for k in 0..2 * s.communities {
         let author = present[rng.below(present.len())];
         let (id, _) = publish(&nodes, &net, author, 2_000_000 + k).await;
         missed.push(id);
+        authors.insert(id, author);
     }
     // Each missed record must reach the members that stayed before the others come back.
     for id in &missed {
-        let author = present.iter().copied().find(|i| arrivals.lock().unwrap()[id].contains_key(i)).unwrap();
+        let author = authors[id];
         let who: Vec<usize> = members(net.community_of(author)).into_iter().filter(|i| present.contains(i)).collect();
         assert!(wait_stored(&arrivals, id, &who, Instant::now() + MESSAGE_WINDOW * 4).await);
     }
@@ -368,14 +370,8 @@ async fn run(s: Settings) {
     }
     let mut catchup = Vec::new();
     for &i in &away {
-        let mine: Vec<RecordId> = missed
-            .iter()
-            .filter(|id| {
-                let a = arrivals.lock().unwrap();
-                a[*id].keys().any(|j| net.community_of(*j) == net.community_of(i))
-            })
-            .copied()
-            .collect();
+        let mine: Vec<RecordId> =
+            missed.iter().filter(|id| net.community_of(authors[*id]) == net.community_of(i)).copied().collect();
         let deadline = back + CATCHUP_LIMIT;
         for id in &mine {
             assert!(wait_stored(&arrivals, id, &[i], deadline).await, "node {i} did not catch up");
