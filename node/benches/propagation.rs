@@ -29,6 +29,10 @@ use troc_node::metrics::Source;
 use troc_node::node::{Node, NodeHandle};
 use troc_protocol::{Category, Identity, Kind, Listing, ListingKey, RecordId, Signed, Terms};
 
+#[path = "support/sim.rs"]
+mod sim;
+use sim::{Rng, cpu_time, ms, quantile};
+
 /// The troc binary's allocator and settings (`troc_node::alloc`), so the figures are the binary's.
 #[global_allocator]
 static ALLOC: troc_node::alloc::Allocator = troc_node::alloc::Allocator;
@@ -42,22 +46,6 @@ const WARMUP_LIMIT: Duration = Duration::from_secs(60);
 /// Connections opened or closed and catch-up sessions finished, on any node: activity that is not
 /// the benchmark's gossip, waited out before measuring.
 static CHURN: AtomicU64 = AtomicU64::new(0);
-
-/// A tiny xorshift64*: reproducible topologies and authors without another crate.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
 
 struct BenchNode {
     handle: NodeHandle,
@@ -291,31 +279,6 @@ async fn wait_quiet(nodes: &[BenchNode], quiet: Duration, limit: Duration) -> bo
 
 /// Below this CPU use (in cores) the nodes count as idle.
 const IDLE_CORES: f64 = 0.5;
-
-/// User and system CPU time of this process so far (Linux; zero elsewhere).
-fn cpu_time() -> Duration {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return Duration::ZERO };
-    // Fields after the command name (which is in parentheses): utime and stime are the 12th and 13th.
-    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else { return Duration::ZERO };
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 =
-        f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0) + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
-    // USER_HZ is 100 on every Linux platform.
-    Duration::from_millis(ticks * 10)
-}
-
-/// The `p`-quantile (nearest rank) of sorted values.
-fn quantile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.1}", d.as_secs_f64() * 1000.0)
-}
 
 struct Outcome {
     n: usize,

@@ -38,6 +38,9 @@ pub struct NodeConfig {
     pub quotas: crate::store::Quotas,
     pub limits: Limits,
     pub timing: Timing,
+    /// Tests and benchmarks only: simulated links (latency, bandwidth, partitions, byte counts) on a
+    /// TCP-only transport (`crate::link`). Always `None` in the `troc` binary.
+    pub link_shaper: Option<crate::link::LinkShaper>,
 }
 
 /// Bounds on everything that arrives from outside.
@@ -155,6 +158,7 @@ impl NodeConfig {
             quotas: crate::store::Quotas::default(),
             limits: Limits::default(),
             timing: Timing::default(),
+            link_shaper: None,
         }
     }
 

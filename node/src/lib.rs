@@ -17,6 +17,7 @@ pub mod fuzzing;
 pub mod ingest;
 pub mod keystore;
 pub mod limits;
+pub mod link;
 pub mod metrics;
 pub mod network;
 pub mod node;

@@ -228,74 +228,112 @@ pub fn build_swarm(config: &NodeConfig, metrics: &Metrics) -> Result<Swarm<Behav
         .with_max_established(Some(limits.max_connections))
         .with_max_established_per_peer(Some(limits.max_connections_per_peer))
         .with_max_pending_incoming(Some(64));
-    let request_timeout = config.timing.request_timeout;
-    let relay_server = config.relay_server;
+    let parts = Parts {
+        gossipsub,
+        mdns,
+        connection_limits,
+        request_timeout: config.timing.request_timeout,
+        relay_server: config.relay_server,
+        metrics: metrics.clone(),
+    };
+    let idle_timeout = config.timing.idle_timeout;
+    let transport = |e: &dyn std::fmt::Display| BuildError::Transport(e.to_string());
 
-    let swarm = SwarmBuilder::with_existing_identity(keypair)
-        .with_tokio()
-        .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
-        .map_err(|e| BuildError::Transport(e.to_string()))?
-        .with_quic()
-        .with_dns()
-        .map_err(|e| BuildError::Transport(e.to_string()))?
-        .with_relay_client(noise::Config::new, yamux::Config::default)
-        .map_err(|e| BuildError::Transport(e.to_string()))?
-        .with_behaviour(|key, relay_client| {
-            let local = key.public().to_peer_id();
-            let mut kad_cfg = kad::Config::new(KAD_PROTOCOL);
-            kad_cfg.set_query_timeout(Duration::from_secs(60));
-            let kad = kad::Behaviour::with_config(local, MemoryStore::new(local), kad_cfg);
-            let sync = request_response::Behaviour::with_codec(
-                Counted {
-                    inner: cbor::Codec::default()
-                        .set_request_size_maximum(MAX_SYNC_REQUEST)
-                        .set_response_size_maximum(MAX_SYNC_RESPONSE),
-                    metrics: metrics.clone(),
-                    source: Source::Sync,
-                    code: "bad_sync_message",
-                },
-                [(SYNC_PROTOCOL, ProtocolSupport::Full)],
-                request_response::Config::default()
-                    .with_request_timeout(request_timeout)
-                    .with_max_concurrent_streams(32),
-            );
-            let deal = request_response::Behaviour::with_codec(
-                Counted {
-                    inner: cbor::Codec::default()
-                        .set_request_size_maximum(MAX_DEAL_REQUEST)
-                        .set_response_size_maximum(MAX_DEAL_RESPONSE),
-                    metrics: metrics.clone(),
-                    source: Source::Deal,
-                    code: "bad_deal_message",
-                },
-                [(DEAL_PROTOCOL, ProtocolSupport::Full)],
-                request_response::Config::default()
-                    .with_request_timeout(request_timeout)
-                    .with_max_concurrent_streams(16),
-            );
-            Behaviour {
-                blocked: allow_block_list::Behaviour::default(),
-                limits: connection_limits::Behaviour::new(connection_limits),
-                relay_client,
-                relay_server: Toggle::from(
-                    relay_server.then(|| relay::Behaviour::new(local, relay::Config::default())),
-                ),
-                dcutr: dcutr::Behaviour::new(local),
-                autonat: autonat::v1::Behaviour::new(local, autonat::v1::Config::default()),
-                identify: identify::Behaviour::new(
-                    identify::Config::new(PROTOCOL_VERSION.to_owned(), key.public())
-                        .with_agent_version(format!("troc/{}", env!("CARGO_PKG_VERSION"))),
-                ),
-                ping: ping::Behaviour::new(ping::Config::new()),
-                kad,
-                mdns: Toggle::from(mdns),
-                gossipsub,
-                sync,
-                deal,
-            }
-        })
-        .map_err(|e| BuildError::Transport(e.to_string()))?
-        .with_swarm_config(|c| c.with_idle_connection_timeout(config.timing.idle_timeout))
-        .build();
+    let builder = SwarmBuilder::with_existing_identity(keypair).with_tokio();
+    let swarm = match config.link_shaper.clone() {
+        None => builder
+            .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
+            .map_err(|e| transport(&e))?
+            .with_quic()
+            .with_dns()
+            .map_err(|e| transport(&e))?
+            .with_relay_client(noise::Config::new, yamux::Config::default)
+            .map_err(|e| transport(&e))?
+            .with_behaviour(|key, relay_client| behaviour(parts, key, relay_client))
+            .map_err(|e| transport(&e))?
+            .with_swarm_config(|c| c.with_idle_connection_timeout(idle_timeout))
+            .build(),
+        // Tests and benchmarks: TCP whose connections go through the link shaper (`crate::link`).
+        Some(shaper) => builder
+            .with_other_transport(|key| -> Result<_, Box<dyn std::error::Error + Send + Sync>> {
+                let noise = noise::Config::new(key)?;
+                use libp2p::Transport as _;
+                let tcp = tcp::tokio::Transport::new(tcp::Config::default().nodelay(true));
+                Ok(crate::link::FreshPorts(tcp)
+                    .and_then(move |stream, endpoint| crate::link::shape(shaper.clone(), stream, endpoint))
+                    .upgrade(libp2p::core::upgrade::Version::V1)
+                    .authenticate(noise)
+                    .multiplex(yamux::Config::default()))
+            })
+            .map_err(|e| transport(&e))?
+            .with_dns()
+            .map_err(|e| transport(&e))?
+            .with_relay_client(noise::Config::new, yamux::Config::default)
+            .map_err(|e| transport(&e))?
+            .with_behaviour(|key, relay_client| behaviour(parts, key, relay_client))
+            .map_err(|e| transport(&e))?
+            .with_swarm_config(|c| c.with_idle_connection_timeout(idle_timeout))
+            .build(),
+    };
     Ok(swarm)
+}
+
+/// What [`behaviour`] needs besides the key and the relay client.
+struct Parts {
+    gossipsub: gossipsub::Behaviour,
+    mdns: Option<mdns::tokio::Behaviour>,
+    connection_limits: connection_limits::ConnectionLimits,
+    request_timeout: Duration,
+    relay_server: bool,
+    metrics: Metrics,
+}
+
+fn behaviour(parts: Parts, key: &libp2p::identity::Keypair, relay_client: relay::client::Behaviour) -> Behaviour {
+    let Parts { gossipsub, mdns, connection_limits, request_timeout, relay_server, metrics } = parts;
+    let local = key.public().to_peer_id();
+    let mut kad_cfg = kad::Config::new(KAD_PROTOCOL);
+    kad_cfg.set_query_timeout(Duration::from_secs(60));
+    let kad = kad::Behaviour::with_config(local, MemoryStore::new(local), kad_cfg);
+    let sync = request_response::Behaviour::with_codec(
+        Counted {
+            inner: cbor::Codec::default()
+                .set_request_size_maximum(MAX_SYNC_REQUEST)
+                .set_response_size_maximum(MAX_SYNC_RESPONSE),
+            metrics: metrics.clone(),
+            source: Source::Sync,
+            code: "bad_sync_message",
+        },
+        [(SYNC_PROTOCOL, ProtocolSupport::Full)],
+        request_response::Config::default().with_request_timeout(request_timeout).with_max_concurrent_streams(32),
+    );
+    let deal = request_response::Behaviour::with_codec(
+        Counted {
+            inner: cbor::Codec::default()
+                .set_request_size_maximum(MAX_DEAL_REQUEST)
+                .set_response_size_maximum(MAX_DEAL_RESPONSE),
+            metrics,
+            source: Source::Deal,
+            code: "bad_deal_message",
+        },
+        [(DEAL_PROTOCOL, ProtocolSupport::Full)],
+        request_response::Config::default().with_request_timeout(request_timeout).with_max_concurrent_streams(16),
+    );
+    Behaviour {
+        blocked: allow_block_list::Behaviour::default(),
+        limits: connection_limits::Behaviour::new(connection_limits),
+        relay_client,
+        relay_server: Toggle::from(relay_server.then(|| relay::Behaviour::new(local, relay::Config::default()))),
+        dcutr: dcutr::Behaviour::new(local),
+        autonat: autonat::v1::Behaviour::new(local, autonat::v1::Config::default()),
+        identify: identify::Behaviour::new(
+            identify::Config::new(PROTOCOL_VERSION.to_owned(), key.public())
+                .with_agent_version(format!("troc/{}", env!("CARGO_PKG_VERSION"))),
+        ),
+        ping: ping::Behaviour::new(ping::Config::new()),
+        kad,
+        mdns: Toggle::from(mdns),
+        gossipsub,
+        sync,
+        deal,
+    }
 }

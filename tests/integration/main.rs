@@ -13,5 +13,6 @@ mod hostile_wire;
 mod nat;
 mod node;
 mod rep;
+mod scale;
 mod support;
 mod vectors;
