@@ -189,9 +189,13 @@ async fn a_flooding_peer_is_bounded_scored_down_and_disconnected_while_honest_go
 
     // (a) Invalid records: each rejected, each a penalty on the flooder's score, until the victim
     // stops reading it (graylisted) and disconnects it.
+    // Signed as a fresh author: the flooder's own author budget is spent by (b1), and a record whose
+    // author is over its rate is dropped before its signature is checked (so a forged signature
+    // would be counted as `author_rate_limited`, depending on how fast the bucket refilled).
+    let forger = person(67);
     for i in 0..30u8 {
-        let (scope, bytes) = invalid(&hostile.identity, i);
-        if hostile.gossip(&scope, &bytes).await.is_err() {
+        let (scope, bytes) = invalid(&forger, i);
+        if hostile.gossip_as(&forger, &scope, &bytes).await.is_err() {
             break; // already cut off
         }
     }
