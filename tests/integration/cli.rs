@@ -152,16 +152,9 @@ impl Drop for Proc {
     }
 }
 
-/// Polls `check` every 100 ms until it returns `Some`, for at most `limit`.
-fn poll<T>(limit: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = check() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100)); // a poll interval inside a bounded wait
-    }
+/// Polls `check` every 100 ms until it gives a value, for at most `limit`.
+fn poll<T>(limit: Duration, what: &str, check: impl FnMut() -> Option<T>) -> T {
+    super::support::poll_blocking(limit, Duration::from_millis(100), what, check)
 }
 
 fn init(home: &Path, name: &str) -> String {

@@ -220,16 +220,9 @@ fn up(name: &str, ns: &str, home: &Path, listen: &str, extra: &[&str], logs: &Pa
     node
 }
 
-/// Polls `check` until it gives a value, for at most `limit`.
-fn poll<T>(limit: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = check() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200)); // a poll interval inside a bounded wait
-    }
+/// Polls `check` every 200 ms until it gives a value, for at most `limit`.
+fn poll<T>(limit: Duration, what: &str, check: impl FnMut() -> Option<T>) -> T {
+    super::support::poll_blocking(limit, Duration::from_millis(200), what, check)
 }
 
 /// The `/v1/peers` entries of the node in `ns` for `peer`.

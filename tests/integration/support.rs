@@ -136,3 +136,17 @@ pub fn withdrawal(identity: &Identity, key: u8) -> Signed<Withdrawal> {
     )
     .expect("valid withdrawal")
 }
+
+/// Blocking twin of [`wait_until`] for tests that drive real processes from a plain thread: polls
+/// `check` every `interval` until it gives a value, for at most `limit`; panics with `what` on
+/// timeout. The interval is a poll period inside a bounded wait, not a synchronisation.
+pub fn poll_blocking<T>(limit: Duration, interval: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(std::time::Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+        std::thread::sleep(interval);
+    }
+}
