@@ -35,7 +35,11 @@ use troc_node::config::{NodeConfig, Timing};
 use troc_node::events::NodeEvent;
 use troc_node::metrics::Source;
 use troc_node::node::{Node, NodeHandle};
-use troc_protocol::{Category, Identity, Kind, Listing, ListingKey, RecordId, Signed, Terms};
+use troc_protocol::{Identity, RecordId, Signed};
+
+#[path = "support/sim.rs"]
+mod sim;
+use sim::{Rng, env_or, identity, listing, ms, quantile};
 
 /// The troc binary's allocator and settings (`troc_node::alloc`), so the figures are the binary's.
 #[global_allocator]
@@ -47,22 +51,6 @@ const SCOPE: &str = "community/north-end";
 const MESSAGE_WINDOW: Duration = Duration::from_secs(3);
 /// How long gossip may take to start flowing after the nodes are spawned.
 const WARMUP_LIMIT: Duration = Duration::from_secs(60);
-
-/// A tiny xorshift64*: reproducible topologies and authors without another crate.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
 
 struct BenchNode {
     handle: NodeHandle,
@@ -85,10 +73,6 @@ struct Settings {
     seed: u64,
 }
 
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
 fn settings() -> Settings {
     let bench = std::env::args().any(|a| a == "--bench");
     Settings {
@@ -101,37 +85,6 @@ fn settings() -> Settings {
             ms => Duration::from_millis(ms),
         },
         seed: env_or("TROC_FLOOD_SEED", 1),
-    }
-}
-
-fn identity(n: usize) -> Identity {
-    let mut seed = [0x6Bu8; 32];
-    seed[..8].copy_from_slice(&(n as u64).to_be_bytes());
-    Identity::from_seed(&seed)
-}
-
-/// A typical lend listing (about 570 bytes signed), unique per (author, n).
-fn listing(author: usize, n: usize) -> Listing {
-    let mut key = [0u8; 16];
-    key[..8].copy_from_slice(&(author as u64).to_be_bytes());
-    key[8..].copy_from_slice(&(n as u64).to_be_bytes());
-    Listing {
-        key: ListingKey(key),
-        revision: 1,
-        kind: Kind::Lend,
-        category: Category::Tools,
-        title: format!("Cordless drill (18 V) with two batteries, number {n}"),
-        description: "Bosch cordless drill with two 2 Ah batteries, a charger and a box of wood and metal bits. \
-            Works fine for shelves, flat-pack furniture and the odd hole in concrete. Please bring it back \
-            charged, and tell me if a bit breaks."
-            .to_owned(),
-        tags: vec!["diy".to_owned(), "drill".to_owned()],
-        terms: Terms { max_loan_days: Some(7), ..Terms::default() },
-        community: COMMUNITY.to_owned(),
-        location: "u09tvw".to_owned(),
-        available_from: None,
-        available_until: None,
-        valid_until: troc_node::now_secs() + 30 * 24 * 3600,
     }
 }
 
@@ -155,7 +108,7 @@ async fn spawn_nodes(
     let mut nodes: Vec<BenchNode> = Vec::with_capacity(s.nodes);
     for i in 0..s.nodes {
         let home = tempfile::tempdir().unwrap();
-        let identity = identity(i);
+        let identity = identity(0x6B, i);
         let mut cfg = config(&identity, &home, s.heartbeat);
         let want = (3 + rng.below(2)).min(i);
         let mut chosen: Vec<usize> = Vec::with_capacity(want);
@@ -175,7 +128,7 @@ async fn spawn_nodes(
     let mut flooders = Vec::with_capacity(s.flooders);
     for f in 0..s.flooders {
         let home = tempfile::tempdir().unwrap();
-        let identity = identity(10_000 + f);
+        let identity = identity(0x6B, 10_000 + f);
         let mut cfg = config(&identity, &home, s.heartbeat);
         let mut chosen: Vec<usize> = Vec::new();
         while chosen.len() < 3.min(s.nodes) {
@@ -235,23 +188,11 @@ impl Arrivals {
 
 async fn publish(nodes: &[BenchNode], author: usize, n: usize) -> (RecordId, Instant) {
     let node = &nodes[author];
-    let record = Signed::sign(&node.identity, troc_node::now_secs(), listing(author, n)).unwrap().into_any();
+    let record = Signed::sign(&node.identity, troc_node::now_secs(), listing(author, n, COMMUNITY)).unwrap().into_any();
     let t0 = Instant::now();
     let result = node.handle.publish(&record).await.unwrap();
     assert!(result.is_stored(), "{result:?}");
     (record.id(), t0)
-}
-
-fn quantile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.1}", d.as_secs_f64() * 1000.0)
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -292,7 +233,7 @@ fn start_flood(
                     let mut bytes = Signed::sign(
                         &identity,
                         troc_node::now_secs(),
-                        listing(10_000 + f, 1_000_000 * (kind as usize) + n),
+                        listing(10_000 + f, 1_000_000 * (kind as usize) + n, COMMUNITY),
                     )
                     .unwrap()
                     .bytes()

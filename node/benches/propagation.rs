@@ -27,11 +27,11 @@ use troc_node::config::{NodeConfig, Timing};
 use troc_node::events::NodeEvent;
 use troc_node::metrics::Source;
 use troc_node::node::{Node, NodeHandle};
-use troc_protocol::{Category, Identity, Kind, Listing, ListingKey, RecordId, Signed, Terms};
+use troc_protocol::{Identity, RecordId, Signed};
 
 #[path = "support/sim.rs"]
 mod sim;
-use sim::{Rng, cpu_time, ms, quantile};
+use sim::{Rng, cpu_time, env_or, identity, listing, ms, quantile};
 
 /// The troc binary's allocator and settings (`troc_node::alloc`), so the figures are the binary's.
 #[global_allocator]
@@ -70,10 +70,6 @@ struct Settings {
     seed: u64,
 }
 
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
 fn settings() -> Settings {
     let bench = std::env::args().any(|a| a == "--bench");
     let sizes = match std::env::var("TROC_PROP_SIZES") {
@@ -94,37 +90,6 @@ fn settings() -> Settings {
     }
 }
 
-fn identity(n: usize) -> Identity {
-    let mut seed = [0x5Au8; 32];
-    seed[..8].copy_from_slice(&(n as u64).to_be_bytes());
-    Identity::from_seed(&seed)
-}
-
-/// A typical lend listing (about 570 bytes signed), unique per (author, n).
-fn listing(author: usize, n: usize) -> Listing {
-    let mut key = [0u8; 16];
-    key[..8].copy_from_slice(&(author as u64).to_be_bytes());
-    key[8..].copy_from_slice(&(n as u64).to_be_bytes());
-    Listing {
-        key: ListingKey(key),
-        revision: 1,
-        kind: Kind::Lend,
-        category: Category::Tools,
-        title: format!("Cordless drill (18 V) with two batteries, number {n}"),
-        description: "Bosch cordless drill with two 2 Ah batteries, a charger and a box of wood and metal bits. \
-            Works fine for shelves, flat-pack furniture and the odd hole in concrete. Please bring it back \
-            charged, and tell me if a bit breaks."
-            .to_owned(),
-        tags: vec!["diy".to_owned(), "drill".to_owned()],
-        terms: Terms { max_loan_days: Some(7), ..Terms::default() },
-        community: COMMUNITY.to_owned(),
-        location: "u09tvw".to_owned(),
-        available_from: None,
-        available_until: None,
-        valid_until: troc_node::now_secs() + 30 * 24 * 3600,
-    }
-}
-
 /// Spawns `n` nodes; node `i > 0` bootstraps to 3 or 4 distinct random earlier nodes (all of them
 /// when there are fewer). Returns the nodes and the number of bootstrap links.
 async fn spawn_nodes(
@@ -137,7 +102,7 @@ async fn spawn_nodes(
     let mut links = 0;
     for i in 0..n {
         let home = tempfile::tempdir().unwrap();
-        let identity = identity(i);
+        let identity = identity(0x5A, i);
         let mut cfg = NodeConfig::for_test(home.path().to_path_buf(), identity.clone());
         cfg.communities = vec![COMMUNITY.to_owned()];
         // The test configuration (loopback, no mDNS), with the chosen heartbeat, and catch-up and DHT
@@ -230,7 +195,7 @@ impl Arrivals {
 /// publish call started.
 async fn publish(nodes: &[BenchNode], author: usize, n: usize) -> (RecordId, Instant) {
     let node = &nodes[author];
-    let record = Signed::sign(&node.identity, troc_node::now_secs(), listing(author, n)).unwrap().into_any();
+    let record = Signed::sign(&node.identity, troc_node::now_secs(), listing(author, n, COMMUNITY)).unwrap().into_any();
     let id = record.id();
     let t0 = Instant::now();
     let result = node.handle.publish(&record).await.unwrap();

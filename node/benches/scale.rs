@@ -29,11 +29,11 @@ use troc_node::config::{NodeConfig, Timing};
 use troc_node::events::NodeEvent;
 use troc_node::link::{self, LinkProfile, LinkShaper, Traffic, Uplink};
 use troc_node::node::{Node, NodeHandle};
-use troc_protocol::{Category, Identity, Kind, Listing, ListingKey, RecordId, Signed, Terms};
+use troc_protocol::{Identity, RecordId, Signed};
 
 #[path = "support/sim.rs"]
 mod sim;
-use sim::{Rng, cpu_time, ms, quantile};
+use sim::{Rng, cpu_time, env_or, identity, listing, ms, quantile};
 
 /// The troc binary's allocator and settings (`troc_node::alloc`), so the figures are the binary's.
 #[global_allocator]
@@ -43,10 +43,6 @@ static ALLOC: troc_node::alloc::Allocator = troc_node::alloc::Allocator;
 const MESSAGE_WINDOW: Duration = Duration::from_secs(5);
 const WARMUP_LIMIT: Duration = Duration::from_secs(180);
 const CATCHUP_LIMIT: Duration = Duration::from_secs(180);
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
 
 struct Settings {
     nodes: usize,
@@ -71,37 +67,6 @@ fn settings() -> Settings {
 
 fn community(c: usize) -> String {
     format!("neighbourhood-{c}")
-}
-
-fn identity(n: usize) -> Identity {
-    let mut seed = [0x3Cu8; 32];
-    seed[..8].copy_from_slice(&(n as u64).to_be_bytes());
-    Identity::from_seed(&seed)
-}
-
-/// A typical lend listing (about 570 bytes signed), unique per (author, n).
-fn listing(author: usize, n: usize, community: String) -> Listing {
-    let mut key = [0u8; 16];
-    key[..8].copy_from_slice(&(author as u64).to_be_bytes());
-    key[8..].copy_from_slice(&(n as u64).to_be_bytes());
-    Listing {
-        key: ListingKey(key),
-        revision: 1,
-        kind: Kind::Lend,
-        category: Category::Tools,
-        title: format!("Cordless drill (18 V) with two batteries, number {n}"),
-        description: "Bosch cordless drill with two 2 Ah batteries, a charger and a box of wood and metal bits. \
-            Works fine for shelves, flat-pack furniture and the odd hole in concrete. Please bring it back \
-            charged, and tell me if a bit breaks."
-            .to_owned(),
-        tags: vec!["diy".to_owned(), "drill".to_owned()],
-        terms: Terms { max_loan_days: Some(7), ..Terms::default() },
-        community,
-        location: "u09tvw".to_owned(),
-        available_from: None,
-        available_until: None,
-        valid_until: troc_node::now_secs() + 30 * 24 * 3600,
-    }
 }
 
 /// The simulated network: who is in which community, the latency of each link, each node's uplink.
@@ -189,7 +154,7 @@ async fn start(s: &Settings, net: &Arc<Net>, i: usize, nodes: &mut [SimNode], bo
 /// Publishes a fresh listing of node `author` in its community; returns its id and the publish time.
 async fn publish(nodes: &[SimNode], net: &Net, author: usize, n: usize) -> (RecordId, Instant) {
     let node = &nodes[author];
-    let body = listing(author, n, community(net.community_of(author)));
+    let body = listing(author, n, &community(net.community_of(author)));
     let record = Signed::sign(&node.identity, troc_node::now_secs(), body).unwrap().into_any();
     let t0 = Instant::now();
     let result = node.handle.as_ref().unwrap().publish(&record).await.unwrap();
@@ -237,7 +202,7 @@ async fn run(s: Settings) {
     let mut nodes: Vec<SimNode> = (0..n)
         .map(|i| SimNode {
             handle: None,
-            identity: identity(i),
+            identity: identity(0x3C, i),
             home: tempfile::tempdir().unwrap(),
             traffic: Arc::default(),
         })
