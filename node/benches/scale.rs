@@ -12,7 +12,7 @@
 //!
 //! Run: `cargo bench -p troc-node --bench scale`. Environment: `TROC_SCALE_NODES=100`,
 //! `TROC_SCALE_COMMUNITIES=5`, `TROC_SCALE_MESSAGES=50`, `TROC_SCALE_SEED=1`,
-//! `TROC_SCALE_UPLINK_MBIT=20`, `TROC_SCALE_HEARTBEAT_MS=1000`. Under `cargo test --benches` (no
+//! `TROC_SCALE_UPLINK_MBIT=20`, `TROC_SCALE_HEARTBEAT_MS=1000`, `TROC_SCALE_IDLE_SECS=60`. Under `cargo test --benches` (no
 //! `--bench` argument) it runs 10 nodes in 2 communities and 5 messages, as a check that it works.
 
 // A benchmark: a failure should stop it loudly.
@@ -43,6 +43,9 @@ static ALLOC: troc_node::alloc::Allocator = troc_node::alloc::Allocator;
 const MESSAGE_WINDOW: Duration = Duration::from_secs(5);
 const WARMUP_LIMIT: Duration = Duration::from_secs(180);
 const CATCHUP_LIMIT: Duration = Duration::from_secs(180);
+/// The connections are settled once no node's number of peers changed for this long.
+const SETTLED_AFTER: Duration = Duration::from_secs(10);
+const SETTLE_LIMIT: Duration = Duration::from_secs(300);
 
 struct Settings {
     nodes: usize,
@@ -51,6 +54,9 @@ struct Settings {
     seed: u64,
     uplink_bits: u64,
     heartbeat: Duration,
+    /// The window of the idle measurement: by default one catch-up interval (each node reconciles
+    /// with one peer per interval), so that the figure includes it.
+    idle: Duration,
 }
 
 fn settings() -> Settings {
@@ -62,6 +68,7 @@ fn settings() -> Settings {
         seed: env_or("TROC_SCALE_SEED", 1),
         uplink_bits: env_or("TROC_SCALE_UPLINK_MBIT", 20u64) * 1_000_000,
         heartbeat: Duration::from_millis(env_or("TROC_SCALE_HEARTBEAT_MS", 1000)),
+        idle: Duration::from_secs(env_or("TROC_SCALE_IDLE_SECS", if bench { 60 } else { 5 })),
     }
 }
 
@@ -137,6 +144,7 @@ fn config(s: &Settings, net: &Arc<Net>, i: usize, node: &SimNode) -> NodeConfig 
     cfg.timing.gossip_heartbeat = s.heartbeat;
     cfg.timing.sync_interval = production.sync_interval;
     cfg.timing.discovery_interval = production.discovery_interval;
+    cfg.timing.idle_timeout = production.idle_timeout;
     cfg
 }
 
@@ -184,6 +192,25 @@ fn bytes(nodes: &[SimNode]) -> Vec<u64> {
 fn per_node_rate(before: &[u64], after: &[u64], secs: f64) -> (f64, f64) {
     let rates: Vec<f64> = before.iter().zip(after).map(|(b, a)| (a - b) as f64 / secs).collect();
     (rates.iter().sum::<f64>() / rates.len() as f64, rates.iter().copied().fold(0.0, f64::max))
+}
+
+/// Each node's number of connected peers, in node order.
+async fn degrees(nodes: &[SimNode]) -> Vec<usize> {
+    let mut d = Vec::with_capacity(nodes.len());
+    for node in nodes.iter().filter_map(|n| n.handle.as_ref()) {
+        d.push(node.peers().await.map(|p| p.len()).unwrap_or(0));
+    }
+    d
+}
+
+/// Catch-up sessions run by all the nodes so far.
+fn sessions(nodes: &[SimNode]) -> u64 {
+    nodes.iter().filter_map(|n| n.handle.as_ref()).map(|h| h.metrics().sync_sessions).sum()
+}
+
+fn min_mean_max(d: &[usize]) -> String {
+    let mean = d.iter().sum::<usize>() as f64 / d.len().max(1) as f64;
+    format!("{}/{mean:.1}/{}", d.iter().min().unwrap_or(&0), d.iter().max().unwrap_or(&0))
 }
 
 fn kib(x: f64) -> String {
@@ -248,14 +275,37 @@ async fn run(s: Settings) {
     }
     println!("warm-up: {:.1} s, {probes} probes", warm.elapsed().as_secs_f64());
 
-    // Idle load.
-    let idle = Duration::from_secs(5);
-    let (b0, c0, t0) = (bytes(&nodes), cpu_time(), Instant::now());
-    tokio::time::sleep(idle).await;
+    // Settling: the nodes find more peers through the DHT, and each new connection starts a catch-up
+    // session per scope; the steady state begins when the connections stop changing.
+    let settle = Instant::now();
+    let (b0, c0) = (bytes(&nodes), cpu_time());
+    let mut last = degrees(&nodes).await;
+    let mut stable_since = Instant::now();
+    while stable_since.elapsed() < SETTLED_AFTER {
+        assert!(settle.elapsed() < SETTLE_LIMIT, "the connections did not settle within {SETTLE_LIMIT:?}");
+        // A poll interval, not a synchronisation: the degrees are compared until they stay unchanged.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = degrees(&nodes).await;
+        if now != last {
+            last = now;
+            stable_since = Instant::now();
+        }
+    }
+    let settle_secs = settle.elapsed().as_secs_f64();
+    let settle_rate = per_node_rate(&b0, &bytes(&nodes), settle_secs);
+    let settle_cores = (cpu_time() - c0).as_secs_f64() / settle_secs;
+    let settled = last;
+
+    eprintln!("settled after {:.1} s; idle for {:?}", settle.elapsed().as_secs_f64(), s.idle);
+    // Idle load, in the steady state.
+    let (b0, c0, t0, m0) = (bytes(&nodes), cpu_time(), Instant::now(), sessions(&nodes));
+    tokio::time::sleep(s.idle).await;
     let idle_secs = t0.elapsed().as_secs_f64();
     let idle_rate = per_node_rate(&b0, &bytes(&nodes), idle_secs);
     let idle_cores = (cpu_time() - c0).as_secs_f64() / idle_secs;
+    let idle_sessions = (sessions(&nodes) - m0) as f64 / n as f64 / idle_secs * 60.0;
 
+    eprintln!("publishing {} listings", s.messages);
     // Propagation.
     let gossip = |nodes: &[SimNode]| -> Vec<(u64, u64)> {
         nodes
@@ -352,13 +402,7 @@ async fn run(s: Settings) {
         ));
     }
 
-    let degrees: Vec<usize> = {
-        let mut d = Vec::new();
-        for node in nodes.iter().filter_map(|n| n.handle.as_ref()) {
-            d.push(node.peers().await.map(|p| p.len()).unwrap_or(0));
-        }
-        d
-    };
+    let at_end = degrees(&nodes).await;
     let peers_of_away: HashSet<usize> = away.iter().copied().collect();
     for node in nodes.iter().filter_map(|n| n.handle.as_ref()) {
         node.shutdown().await.unwrap();
@@ -371,10 +415,15 @@ async fn run(s: Settings) {
         s.seed
     );
     println!(
-        "degree (connected peers) min/mean/max: {}/{:.1}/{}",
-        degrees.iter().min().unwrap(),
-        degrees.iter().sum::<usize>() as f64 / degrees.len() as f64,
-        degrees.iter().max().unwrap()
+        "connections settled {settle_secs:.1} s after the warm-up (no change for {:?}), meanwhile {}/s per node, \
+         CPU {settle_cores:.2} cores",
+        SETTLED_AFTER,
+        kib(settle_rate.0)
+    );
+    println!(
+        "degree (connected peers) min/mean/max: settled {}, at the end {}",
+        min_mean_max(&settled),
+        min_mean_max(&at_end)
     );
     println!();
     println!(
@@ -402,6 +451,7 @@ async fn run(s: Settings) {
         kib(run_rate.1)
     );
     println!("CPU of the process: {idle_cores:.2} cores idle, {run_cores:.2} during the messages");
+    println!("catch-up sessions per node per minute, idle: {idle_sessions:.2}");
     println!();
     println!("churn: {} of {n} nodes away while {} records were published; back:", away.len(), missed.len());
     println!(

@@ -130,8 +130,7 @@ impl SyncDriver {
     }
 
     async fn serve_until_shutdown(&mut self, tasks: &mut JoinSet<()>) {
-        let mut tick = tokio::time::interval(self.interval);
-        tick.tick().await;
+        let mut tick = crate::config::spread_interval(self.interval);
         let mut turn = 0usize;
         loop {
             // Reap finished sessions so the set stays small.

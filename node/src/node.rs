@@ -570,8 +570,11 @@ const RELAY_HOP: &str = "/libp2p/circuit/relay/0.2.0/hop";
 
 impl EventLoop {
     async fn run(mut self) {
-        let mut prune = tokio::time::interval(self.config.timing.prune_interval);
-        let mut discovery = tokio::time::interval(self.config.timing.discovery_interval);
+        // Pruning and discovery once at start, then at a random phase of their period.
+        let _ = self.ingest.try_send(Job::Prune);
+        self.discover();
+        let mut prune = crate::config::spread_interval(self.config.timing.prune_interval);
+        let mut discovery = crate::config::spread_interval(self.config.timing.discovery_interval);
         let mut housekeeping = tokio::time::interval(Duration::from_secs(1));
         loop {
             tokio::select! {
