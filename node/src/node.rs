@@ -570,14 +570,21 @@ const RELAY_HOP: &str = "/libp2p/circuit/relay/0.2.0/hop";
 
 impl EventLoop {
     async fn run(mut self) {
-        // Pruning and discovery once at start, then at a random phase of their period.
-        let _ = self.ingest.try_send(Job::Prune);
-        self.discover();
+        // Pruning and discovery once at start (from inside the loop, like any event: the swarm's
+        // first events may come first), then at a random phase of their period.
+        let start = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(start);
+        let mut started = false;
         let mut prune = crate::config::spread_interval(self.config.timing.prune_interval);
         let mut discovery = crate::config::spread_interval(self.config.timing.discovery_interval);
         let mut housekeeping = tokio::time::interval(Duration::from_secs(1));
         loop {
             tokio::select! {
+                _ = &mut start, if !started => {
+                    started = true;
+                    let _ = self.ingest.try_send(Job::Prune);
+                    self.discover();
+                }
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
                 Some(msg) = self.from_writer.recv() => self.on_writer(msg),
                 command = self.commands.recv() => match command {

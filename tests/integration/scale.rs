@@ -118,7 +118,6 @@ fn has_all(seen: &Seen, i: usize, ids: &[RecordId]) -> bool {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "not yet seen passing: on the overloaded development machine gossip among 20 debug-build nodes did not settle; run with --ignored"]
 async fn partitioned_groups_converge_in_one_round_of_catch_up() {
     let start = std::time::Instant::now();
     let phase = |what: &str| eprintln!("{:>6.1} s  {what}", start.elapsed().as_secs_f64());
