@@ -463,9 +463,19 @@ impl Verifier {
         if let Some(outcome) = self.store.known(&id, &unverified.header().author, now) {
             return Err(Early::Known(id, Box::new(outcome)));
         }
-        if matches!(origin, Origin::Gossip { .. }) {
+        if let Origin::Gossip { peer, .. } = origin {
             let author = unverified.header().author;
             if !self.author_rate.check(&author, 1.0, instant) {
+                // Forwarded by someone else, it may have reached us faster than it left its author
+                // (an honest peer forwards what passed its own count): ignored, no penalty. Sent by
+                // the author's own node, it breaks the protocol: a node paces its own gossip below
+                // every peer's per-author rate (`own_gossip_pace`), so this is a flooder.
+                if *peer == author.to_peer_id() {
+                    return Err(Early::Rejected(
+                        "own_rate_exceeded",
+                        format!("author {} sent more than its rate itself", author.short()),
+                    ));
+                }
                 return Err(Early::Rejected(
                     "author_rate_limited",
                     format!("author {} is over its rate", author.short()),

@@ -76,6 +76,14 @@ impl<K: Hash + Eq + Clone> RateLimiter<K> {
     pub fn forget(&mut self, key: &K) {
         self.buckets.remove(key);
     }
+
+    /// Empties `key`'s bucket at `now`: its tokens come back at the rate from then on.
+    pub fn empty(&mut self, key: &K, now: Instant) {
+        if !self.buckets.contains_key(key) && self.buckets.len() >= self.capacity {
+            self.evict_oldest();
+        }
+        self.buckets.insert(key.clone(), Bucket { tokens: 0.0, last: now });
+    }
 }
 
 /// Strikes against a peer: invalid records and rate-limit violations. A peer that collects
@@ -106,6 +114,17 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    #[test]
+    fn an_emptied_bucket_refills_at_the_rate() {
+        let t0 = Instant::now();
+        let mut l = RateLimiter::new(Rate::new(10.0, 5.0), 100);
+        l.empty(&"a", t0);
+        assert!(!l.check(&"a", 1.0, t0));
+        assert!(l.check(&"a", 1.0, t0 + Duration::from_millis(100)));
+        assert!(!l.check(&"a", 1.0, t0 + Duration::from_millis(100)));
+        assert!(l.check(&"b", 1.0, t0), "other keys start full");
+    }
 
     #[test]
     fn burst_then_refill() {

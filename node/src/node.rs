@@ -294,6 +294,14 @@ impl Node {
             next_channel: 0,
             dials: HashMap::new(),
             pending_publish: HashMap::new(),
+            own_pace: {
+                // Empty at start: peers that stayed up still count what this node sent before a
+                // restart, so a full burst right after one could take them over their count.
+                let mut pace = RateLimiter::new(own_gossip_pace(config.limits.author_gossip), 1);
+                pace.empty(&(), Instant::now());
+                pace
+            },
+            paced: VecDeque::new(),
             bootstrap: HashMap::new(),
             listen_addrs,
             agents: HashMap::new(),
@@ -530,6 +538,9 @@ struct EventLoop {
     next_channel: u64,
     dials: HashMap<ConnectionId, oneshot::Sender<Result<PeerId, String>>>,
     pending_publish: HashMap<TopicHash, VecDeque<Vec<u8>>>,
+    /// This node's own gossip, kept under every peer's per-author rate (`publish_paced`).
+    own_pace: RateLimiter<()>,
+    paced: VecDeque<(String, Vec<u8>)>,
     bootstrap: HashMap<PeerId, Bootstrap>,
     listen_addrs: Vec<Multiaddr>,
     agents: HashMap<PeerId, String>,
@@ -565,6 +576,15 @@ const BAN: Duration = Duration::from_secs(600);
 const MAX_RELAYS: usize = 2;
 /// At most this many connected relays are remembered as routes to other peers.
 const MAX_RELAY_ROUTES: usize = 16;
+/// The pace of a node's own gossip: 80% of the per-author rate and burst that peers apply (with the
+/// default configuration), so that delays on the way, which can bunch records up, never push them
+/// over a peer's count. The pace starts empty (see `own_pace`): a peer's bucket for this author then
+/// always holds at least as much as the pace's, since it starts no lower, refills faster and is
+/// charged for the same records.
+pub(crate) fn own_gossip_pace(author: crate::limits::Rate) -> crate::limits::Rate {
+    crate::limits::Rate::new(author.per_sec * 0.8, (author.burst * 0.8).max(1.0))
+}
+
 /// The relay hop protocol, announced by relay servers.
 const RELAY_HOP: &str = "/libp2p/circuit/relay/0.2.0/hop";
 
@@ -661,6 +681,7 @@ impl EventLoop {
     }
 
     fn housekeeping(&mut self) {
+        self.publish_waiting();
         let now = Instant::now();
         let expired: Vec<PeerId> = self.banned.iter().filter(|(_, until)| **until <= now).map(|(p, _)| *p).collect();
         for peer in expired {
@@ -723,7 +744,7 @@ impl EventLoop {
                     }
                 }
             }
-            ToSwarm::Publish { scope, bytes } => self.publish(&scope, bytes),
+            ToSwarm::Publish { scope, bytes } => self.publish_paced(scope, bytes),
             ToSwarm::Changed => {
                 let _ = self.to_sync.try_send(ToSync::Changed);
             }
@@ -803,11 +824,40 @@ impl EventLoop {
         }
     }
 
+    /// Publishes a record of this node's, within [`own_gossip_pace`]: every peer counts the records
+    /// it receives from their author's own node against the per-author rate, and penalises a node
+    /// that exceeds it (`own_rate_exceeded`). Beyond the pace, records wait in `paced` (bounded by
+    /// `max_pending_publish`, oldest dropped: catch-up brings those) and leave with the
+    /// housekeeping tick as the pace allows, in order.
+    fn publish_paced(&mut self, scope: String, bytes: Vec<u8>) {
+        if self.paced.is_empty() && self.own_pace.check(&(), 1.0, Instant::now()) {
+            self.publish(&scope, bytes);
+            return;
+        }
+        if self.paced.len() >= self.config.limits.max_pending_publish {
+            self.paced.pop_front();
+            tracing::debug!("own gossip over its pace and the queue full: the oldest left to catch-up");
+        }
+        self.paced.push_back((scope, bytes));
+    }
+
+    /// Publishes what waited for the pace (from the housekeeping tick).
+    fn publish_waiting(&mut self) {
+        let now = Instant::now();
+        while !self.paced.is_empty() && self.own_pace.check(&(), 1.0, now) {
+            if let Some((scope, bytes)) = self.paced.pop_front() {
+                self.publish(&scope, bytes);
+            }
+        }
+    }
+
     fn flush_pending(&mut self, topic: &TopicHash) {
         let Some(queue) = self.pending_publish.remove(topic) else { return };
         let scope = topic.as_str().strip_prefix("troc/v1/").unwrap_or_default().to_owned();
+        // Through the pace again: a node alone for a while can have hundreds waiting, and sending
+        // them at once would get it struck by its first peer (`own_rate_exceeded`).
         for bytes in queue {
-            self.publish(&scope, bytes);
+            self.publish_paced(scope.clone(), bytes);
         }
     }
 

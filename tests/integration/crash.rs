@@ -593,8 +593,10 @@ fn killed_during_heavy_ingest_the_node_keeps_every_acknowledged_record() {
         let filter = ListingFilter { author: Some(*who.public()), ..ListingFilter::default() };
         let want = peer_store.listings(&filter, support::now()).expect("peer listings").len();
         let path = format!("/v1/search?author={}&limit=1", who.public());
-        poll(LIMIT, "the node caught up with the peer", || {
-            (api.ok("GET", &path, None)["total"].as_u64() == Some(want as u64)).then_some(())
+        let what = format!("the node caught up with the peer: {want} listings of {}", who.public());
+        poll(LIMIT, &what, || {
+            let got = api.ok("GET", &path, None)["total"].as_u64();
+            (got == Some(want as u64)).then_some(())
         });
     }
     let (_, last_check) = node.check_store("after catching up");

@@ -1,8 +1,9 @@
-//! Floods: a hostile peer (`hostile_peer.rs`, a raw libp2p swarm) sends a node a stream of valid but
-//! spammy records (one author far over its rate, then many fresh authors) and a stream of invalid
-//! ones, while two honest nodes beside it keep gossiping. The node must stay responsive, keep each
-//! author within its rate and the store within its quotas, count every refusal, score the flooder
-//! down and disconnect it (and keep it out), and honest records must still spread.
+//! Floods: hostile peers (`hostile_peer.rs`, raw libp2p swarms) send a node streams of valid but
+//! spammy records (one author far over its rate from its own node; one author over its rate
+//! forwarded by another peer; many fresh authors) and a stream of invalid ones, while two honest
+//! nodes beside it keep gossiping. The node must stay responsive, keep each author within its rate
+//! and the store within its quotas, count every refusal, score down and disconnect the spammer and
+//! the flooder (and keep them out) but not a mere forwarder, and honest records must still spread.
 //!
 //! The victim's limits are lowered (author rate, quotas) so that the test exercises every bound with
 //! a few hundred messages; the mechanisms are the production ones.
@@ -29,6 +30,8 @@ const AUTHOR_RATE: Rate = Rate::new(1.0, 10.0);
 const QUOTAS: Quotas = Quotas { max_live_listings_per_author: 50, max_records_per_author: 100, max_total_records: 150 };
 /// Records the spammy author sends (far above its burst of 10).
 const SPAM_ONE_AUTHOR: u8 = 100;
+/// Records of one other author that the hostile peer forwards (over that author's rate).
+const FORWARDED: u8 = 30;
 /// Fresh authors, and records each (within the per-author rate: only the total quota stops them).
 const FRESH_AUTHORS: u32 = 60;
 const PER_FRESH_AUTHOR: u8 = 3;
@@ -141,29 +144,57 @@ async fn a_flooding_peer_is_bounded_scored_down_and_disconnected_while_honest_go
         })
     };
 
-    let hostile = HostilePeer::spawn(person(66));
+    // (b1) One author far above its rate, sent by the author's own node: the burst is kept, the rest
+    // refused as `own_rate_exceeded` (a node paces its own gossip below every peer's count), each a
+    // strike, until the spammer is disconnected.
+    let spammer = HostilePeer::spawn(person(66));
     let victim_addr = victim.handle.dial_addrs().await.expect("addrs")[0].clone();
-    hostile.attack(victim_addr.clone(), &[SCOPE, "global"]).await.expect("the hostile peer connects");
-
-    // (b1) One author far above its rate.
+    spammer.attack(victim_addr.clone(), &[SCOPE, "global"]).await.expect("the spammer connects");
     let started = Instant::now();
+    let mut sent = 0u32;
     for key in 0..SPAM_ONE_AUTHOR {
-        let l = sign_listing(&hostile.identity, listing(key, 1, COMMUNITY, &format!("Spam {key}")));
-        hostile.gossip(SCOPE, l.bytes()).await.expect("send");
+        let l = sign_listing(&spammer.identity, listing(key, 1, COMMUNITY, &format!("Spam {key}")));
+        if spammer.gossip(SCOPE, l.bytes()).await.is_err() {
+            break; // already cut off
+        }
+        sent += 1;
     }
-    wait_until(LIMIT, "the victim has judged every spam record", || async {
-        stored_from(&victim, &hostile.identity) as u64 + rejected(&victim, "author_rate_limited")
-            >= u64::from(SPAM_ONE_AUTHOR)
+    let spammer_id = spammer.peer_id;
+    wait_until(LIMIT, "the victim disconnects the spammer", || async {
+        victim.handle.metrics().peers_disconnected_for_abuse >= 1 && !peer_ids(&victim).await.contains(&spammer_id)
     })
     .await;
     let elapsed = started.elapsed().as_secs_f64();
-    let kept = stored_from(&victim, &hostile.identity);
+    let kept = stored_from(&victim, &spammer.identity);
     let allowed = AUTHOR_RATE.burst + AUTHOR_RATE.per_sec * elapsed;
     assert!(kept as f64 <= allowed + 1.0, "{kept} records kept from one author in {elapsed:.1} s: over {allowed:.1}");
     assert!(kept >= AUTHOR_RATE.burst as usize, "the author's burst is honoured: {kept}");
-    assert_eq!(rejected(&victim, "author_rate_limited") as usize, usize::from(SPAM_ONE_AUTHOR) - kept);
+    let over = rejected(&victim, "own_rate_exceeded");
+    assert!(over > 0 && over as usize <= sent as usize - kept, "{over} of {sent} sent counted own_rate_exceeded");
+    let spammer_score = victim.handle.peer_score(spammer_id).await.expect("score").expect("the spammer is scored");
+    assert!(spammer_score < 0.0, "the spammer's score went down: {spammer_score}");
 
-    // (b2) Many fresh authors, each within its rate, over the same connection (a Sybil): only the
+    // (b2) A second hostile peer. First it forwards one other author's records far over that
+    // author's rate: an honest peer can forward records that reached it faster than they left their
+    // author, so these are ignored without penalty, and the peer stays connected.
+    let hostile = HostilePeer::spawn(person(68));
+    hostile.attack(victim_addr.clone(), &[SCOPE, "global"]).await.expect("the hostile peer connects");
+    let hostile_id = hostile.peer_id;
+    let relayed = person(69);
+    for key in 0..FORWARDED {
+        let l = sign_listing(&relayed, listing(key, 1, COMMUNITY, &format!("Forwarded {key}")));
+        hostile.gossip_as(&relayed, SCOPE, l.bytes()).await.expect("send");
+    }
+    wait_until(LIMIT, "the victim has judged every forwarded record", || async {
+        stored_from(&victim, &relayed) as u64 + rejected(&victim, "author_rate_limited") >= u64::from(FORWARDED)
+    })
+    .await;
+    let relayed_kept = stored_from(&victim, &relayed);
+    assert!(relayed_kept >= AUTHOR_RATE.burst as usize, "the author's burst is honoured: {relayed_kept}");
+    assert_eq!(rejected(&victim, "author_rate_limited") as usize, usize::from(FORWARDED) - relayed_kept);
+    assert!(peer_ids(&victim).await.contains(&hostile_id), "a forwarder of over-rate records stays connected");
+
+    // Then many fresh authors, each within its rate, over the same connection (a Sybil): only the
     // store's total quota stops them. Meanwhile an honest record spreads between the honest nodes.
     let fresh: Vec<_> = (0..FRESH_AUTHORS).map(|i| person(1000 + i)).collect();
     for key in 0..PER_FRESH_AUTHOR {
@@ -189,9 +220,8 @@ async fn a_flooding_peer_is_bounded_scored_down_and_disconnected_while_honest_go
 
     // (a) Invalid records: each rejected, each a penalty on the flooder's score, until the victim
     // stops reading it (graylisted) and disconnects it.
-    // Signed as a fresh author: the flooder's own author budget is spent by (b1), and a record whose
-    // author is over its rate is dropped before its signature is checked (so a forged signature
-    // would be counted as `author_rate_limited`, depending on how fast the bucket refilled).
+    // Signed as a fresh author: a record whose author is over its rate is dropped before its
+    // signature is checked (so a forged signature would be counted as a rate refusal instead).
     let forger = person(67);
     for i in 0..30u8 {
         let (scope, bytes) = invalid(&forger, i);
@@ -199,9 +229,8 @@ async fn a_flooding_peer_is_bounded_scored_down_and_disconnected_while_honest_go
             break; // already cut off
         }
     }
-    let hostile_id = hostile.peer_id;
     wait_until(LIMIT, "the victim disconnects the flooder", || async {
-        victim.handle.metrics().peers_disconnected_for_abuse >= 1 && !peer_ids(&victim).await.contains(&hostile_id)
+        victim.handle.metrics().peers_disconnected_for_abuse >= 2 && !peer_ids(&victim).await.contains(&hostile_id)
     })
     .await;
     let score = victim.handle.peer_score(hostile_id).await.expect("score").expect("the flooder is scored");
@@ -235,9 +264,10 @@ async fn a_flooding_peer_is_bounded_scored_down_and_disconnected_while_honest_go
     // The figures of docs/reliability.md, section 2 (`--nocapture`).
     let m = victim.handle.metrics();
     println!(
-        "flood: one author kept {kept}/{SPAM_ONE_AUTHOR} in {elapsed:.2} s (allowed {allowed:.1}); \
-         store {} records (quota {}); flooder score {score:.1}, disconnected; slowest of {asked} probes {slowest:?}; \
-         gossip rejections {:?}",
+        "flood: one author kept {kept}/{SPAM_ONE_AUTHOR} in {elapsed:.2} s (allowed {allowed:.1}), its node's score \
+         {spammer_score:.1}, disconnected; forwarded over-rate records kept {relayed_kept}/{FORWARDED}, the forwarder \
+         not penalised; store {} records (quota {}); flooder score {score:.1}, disconnected; slowest of {asked} probes \
+         {slowest:?}; gossip rejections {:?}",
         stats.records,
         QUOTAS.max_total_records,
         m.rejected[&Source::Gossip]

@@ -262,6 +262,7 @@ async fn partitioned_groups_converge_in_one_round_of_catch_up() {
     phase("healed and converged");
     // Converged within one round: no node ran more than one session per scope with a peer for each
     // time it connected to that peer (sessions start only when a connection opens, see above).
+    let by_name: HashMap<String, usize> = index.iter().map(|(p, i)| (p.to_string(), *i)).collect();
     let (by_sync, sessions) = {
         let s = seen.lock().expect("lock");
         let mut by_sync = 0;
@@ -271,6 +272,12 @@ async fn partitioned_groups_converge_in_one_round_of_catch_up() {
                 *per.entry(key).or_default() += 1;
             }
             for ((peer, scope), n) in per {
+                // The round under test is across the healed cut. A node also meets new peers of its
+                // own group now and then (the DHT), and a session of such a connection made just
+                // before the heal can end after it.
+                if by_name.get(peer.as_str()).is_some_and(|j| group(*j) == group(i)) {
+                    continue;
+                }
                 let connections = s.connected_after_heal[i].get(peer).copied().unwrap_or(0);
                 assert!(
                     n <= connections,
