@@ -4,21 +4,24 @@
 //! `NodeHandle::gossip_raw` (no checks) at a fixed rate, just under the per-peer gossip rate
 //! (50 a second): what a flooder does when it wants to stay connected.
 //!
-//! Three phases, each measured with M honest listings published one after the other by random
-//! honest nodes (latency from the publish call to `Stored` on each other honest node):
+//! Three phases, each measured from the flood's first message with M honest listings published by
+//! the honest nodes in turn, one every `SPACING` (latency from the publish call to `Stored` on each
+//! other honest node):
 //! 1. **quiet**: no flood;
-//! 2. **spam**: every flooder publishes valid listings of its own at `RATE` a second (the first 120
-//!    are within the author's burst and spread through the whole network like honest ones, the
-//!    rest are refused as `author_rate_limited`, without penalty);
-//! 3. **invalid**: every flooder publishes forged listings at `RATE` a second (each one rejected and
-//!    penalised; the flooders are graylisted and disconnected within a few messages).
+//! 2. **spam**: every flooder publishes valid listings of its own at `RATE` a second (the first 20
+//!    are within the author's burst and spread through the whole network like honest ones; the
+//!    rest exceed the author's rate, sent by the author's own node: `own_rate_exceeded`, a strike
+//!    each, and the flooder is disconnected);
+//! 3. **invalid**: a second set of flooders publishes forged listings at `RATE` a second (each one
+//!    rejected and penalised; the flooders are graylisted and disconnected within a few messages).
 //!
 //! Prints p50 / p99 / max per phase and the ratio of each phase's p99 to the quiet one (the
 //! target: at most 2), the delivery ratio, and how many flooders were disconnected for abuse.
 //!
 //! Run: `cargo bench -p troc-node --bench flood`. Environment: `TROC_FLOOD_NODES=10`,
 //! `TROC_FLOOD_MESSAGES=40`, `TROC_FLOOD_FLOODERS=3`, `TROC_FLOOD_RATE=45`,
-//! `TROC_FLOOD_HEARTBEAT_MS=1000` (the production heartbeat), `TROC_FLOOD_SEED=1`. Under
+//! `TROC_FLOOD_HEARTBEAT_MS=1000` (the production heartbeat), `TROC_FLOOD_SPACING_MS=100`,
+//! `TROC_FLOOD_SEED=1` (`TROC_FLOOD_TRACE=1` prints every message's worst latency, the CPU used). Under
 //! `cargo test --benches` it runs 4 nodes, 1 flooder and 4 messages a phase, as a check that it works.
 
 // A benchmark: a failure should stop it loudly.
@@ -39,7 +42,7 @@ use troc_protocol::{Identity, RecordId, Signed};
 
 #[path = "support/sim.rs"]
 mod sim;
-use sim::{Rng, env_or, identity, listing, ms, quantile};
+use sim::{Rng, cpu_time, env_or, identity, listing, ms, quantile};
 
 /// The troc binary's allocator and settings (`troc_node::alloc`), so the figures are the binary's.
 #[global_allocator]
@@ -70,6 +73,7 @@ struct Settings {
     flooders: usize,
     rate: f64,
     heartbeat: Duration,
+    spacing: Duration,
     seed: u64,
 }
 
@@ -84,6 +88,7 @@ fn settings() -> Settings {
             0 => Timing::default().gossip_heartbeat,
             ms => Duration::from_millis(ms),
         },
+        spacing: Duration::from_millis(env_or("TROC_FLOOD_SPACING_MS", 100)),
         seed: env_or("TROC_FLOOD_SEED", 1),
     }
 }
@@ -125,8 +130,9 @@ async fn spawn_nodes(
         tokio::spawn(forward_events(i, events, seen.clone()));
         nodes.push(BenchNode { handle, identity, _home: home });
     }
-    let mut flooders = Vec::with_capacity(s.flooders);
-    for f in 0..s.flooders {
+    // One set of flooders per flood phase: the spam phase's are disconnected and banned by its end.
+    let mut flooders = Vec::with_capacity(2 * s.flooders);
+    for f in 0..2 * s.flooders {
         let home = tempfile::tempdir().unwrap();
         let identity = identity(0x6B, 10_000 + f);
         let mut cfg = config(&identity, &home, s.heartbeat);
@@ -215,6 +221,7 @@ impl Flood {
 /// Runs the flooders until `stop`; returns the messages they managed to publish.
 fn start_flood(
     flooders: &[BenchNode],
+    first: usize,
     kind: Flood,
     rate: f64,
     stop: Arc<AtomicBool>,
@@ -222,7 +229,8 @@ fn start_flood(
     flooders
         .iter()
         .enumerate()
-        .map(|(f, node)| {
+        .map(|(i, node)| {
+            let f = first + i;
             let (handle, identity, stop) = (node.handle.clone(), node.identity.clone(), stop.clone());
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
@@ -267,7 +275,7 @@ fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!(
-        "flood: {} honest nodes, {} flooders at {} messages/s each, {} messages per phase, heartbeat {:?}, seed {}, {cores} cores",
+        "flood: {} honest nodes, {} flooders per flood phase at {} messages/s each, {} messages per phase, heartbeat {:?}, seed {}, {cores} cores",
         s.nodes, s.flooders, s.rate, s.messages, s.heartbeat, s.seed
     );
     let phases = runtime.block_on(async {
@@ -287,26 +295,52 @@ fn main() {
             in_a_row = if arrivals.wait_for(&mut rx, &id, n).await { in_a_row + 1 } else { 0 };
         }
         println!("warm-up {:.1} s ({probes} probes)", warm.elapsed().as_secs_f64());
+        // A node paces its own gossip (`own_gossip_pace`: 80% of the per-author rate and burst,
+        // empty at start). The honest listings stay within it, as an honest author's do: the paces
+        // are let fill first, as on nodes that have been up a while, then the nodes publish in turn,
+        // one listing every `spacing` (100 ms: one a second per node, half the per-author rate).
+        // The figures are then propagation, not the pace's queue.
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let turn = rng.below(n);
+        if std::env::var("TROC_FLOOD_TRACE").is_ok() {
+            let (t, c) = (Instant::now(), cpu_time());
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            eprintln!("idle: {:.2} cores", (cpu_time() - c).as_secs_f64() / t.elapsed().as_secs_f64());
+        }
 
         let mut phases = Vec::new();
         let abused =
             |nodes: &[BenchNode]| nodes.iter().map(|x| x.handle.metrics().peers_disconnected_for_abuse).sum::<u64>();
         for (p, kind) in [Flood::Quiet, Flood::Spam, Flood::Invalid].into_iter().enumerate() {
             let stop = Arc::new(AtomicBool::new(false));
-            let tasks =
-                if kind == Flood::Quiet { Vec::new() } else { start_flood(&flooders, kind, s.rate, stop.clone()) };
+            let tasks = match kind {
+                Flood::Quiet => Vec::new(),
+                Flood::Spam => start_flood(&flooders[..s.flooders], 0, kind, s.rate, stop.clone()),
+                Flood::Invalid => start_flood(&flooders[s.flooders..], s.flooders, kind, s.rate, stop.clone()),
+            };
             let abused_before = abused(&nodes);
-            // Let the flood reach the network before measuring.
-            if kind != Flood::Quiet {
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
+            // Measured from the flood's first message: its first moments (an author's burst, before
+            // the flooders are cut off) are the worst of it.
             let mut latencies = Vec::new();
             let mut delivered = 0;
+            let (phase_start, phase_cpu) = (Instant::now(), cpu_time());
             for m in 0..s.messages {
-                let author = rng.below(n);
+                let author = (turn + m) % n;
                 let (id, t0) = publish(&nodes, author, 100_000 * (p + 1) + m).await;
                 arrivals.wait_for(&mut rx, &id, n).await;
+                // The next one `spacing` after this one (not a synchronisation: the honest load).
+                tokio::time::sleep_until((t0 + s.spacing).into()).await;
                 let got = arrivals.first.get(&id).cloned().unwrap_or_default();
+                if std::env::var("TROC_FLOOD_TRACE").is_ok() {
+                    let worst = got.values().map(|at| at.duration_since(t0)).max().unwrap_or_default();
+                    eprintln!(
+                        "{} m{m} author {author}: at {} ms, worst {}, cpu {:.0} ms",
+                        kind.name(),
+                        phase_start.elapsed().as_millis(),
+                        ms(worst),
+                        (cpu_time() - phase_cpu).as_secs_f64() * 1000.0
+                    );
+                }
                 for node in (0..n).filter(|i| *i != author) {
                     if let Some(at) = got.get(&node) {
                         delivered += 1;

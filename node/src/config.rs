@@ -48,7 +48,10 @@ pub struct NodeConfig {
 pub struct Limits {
     /// Gossip messages accepted per peer.
     pub peer_gossip: Rate,
-    /// Records accepted from gossip per author.
+    /// Records accepted from gossip per author. The burst is what a person publishes at once (a
+    /// handful of listings); a node paces its own gossip below it (`own_gossip_pace`), so a larger
+    /// import waits in the node's queue instead of spreading as one burst. A larger burst only
+    /// lets a spamming author push more records through every node before its rate stops it.
     pub author_gossip: Rate,
     /// Strikes (invalid records, rate-limit hits) a peer may collect, and how fast they are forgiven,
     /// before it is disconnected.
@@ -74,7 +77,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             peer_gossip: Rate::new(50.0, 500.0),
-            author_gossip: Rate::new(2.0, 120.0),
+            author_gossip: Rate::new(2.0, 10.0),
             strikes: 20.0,
             strikes_forgiven_per_sec: 0.1,
             ingest_queue: 4096,

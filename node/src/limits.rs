@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::hash::Hash;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// The rate of one kind of traffic.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -77,6 +77,18 @@ impl<K: Hash + Eq + Clone> RateLimiter<K> {
         self.buckets.remove(key);
     }
 
+    /// How long from `now` until `key` has `cost` tokens (zero if it has them now, or has no bucket
+    /// yet); nothing is taken.
+    pub fn ready_in(&self, key: &K, cost: f64, now: Instant) -> Duration {
+        let Some(b) = self.buckets.get(key) else { return Duration::ZERO };
+        let elapsed = now.saturating_duration_since(b.last).as_secs_f64();
+        let tokens = (b.tokens + elapsed * self.rate.per_sec).min(self.rate.burst);
+        if tokens >= cost || self.rate.per_sec <= 0.0 {
+            return Duration::ZERO;
+        }
+        Duration::from_secs_f64((cost - tokens) / self.rate.per_sec)
+    }
+
     /// Empties `key`'s bucket at `now`: its tokens come back at the rate from then on.
     pub fn empty(&mut self, key: &K, now: Instant) {
         if !self.buckets.contains_key(key) && self.buckets.len() >= self.capacity {
@@ -111,8 +123,6 @@ impl<K: Hash + Eq + Clone> Strikes<K> {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
 
     #[test]
@@ -124,6 +134,19 @@ mod tests {
         assert!(l.check(&"a", 1.0, t0 + Duration::from_millis(100)));
         assert!(!l.check(&"a", 1.0, t0 + Duration::from_millis(100)));
         assert!(l.check(&"b", 1.0, t0), "other keys start full");
+    }
+
+    #[test]
+    fn ready_in_says_when_the_next_token_is_there() {
+        let t0 = Instant::now();
+        let mut l = RateLimiter::new(Rate::new(4.0, 2.0), 100);
+        assert_eq!(l.ready_in(&"a", 1.0, t0), Duration::ZERO, "no bucket yet: a full one");
+        l.empty(&"a", t0);
+        let wait = l.ready_in(&"a", 1.0, t0);
+        assert!((wait.as_secs_f64() - 0.25).abs() < 1e-9, "{wait:?}");
+        assert!(!l.check(&"a", 1.0, t0 + wait - Duration::from_millis(1)));
+        assert!(l.check(&"a", 1.0, t0 + wait + Duration::from_micros(1)));
+        assert_eq!(l.ready_in(&"a", 1.0, t0 + Duration::from_secs(10)), Duration::ZERO);
     }
 
     #[test]

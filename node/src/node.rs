@@ -302,6 +302,7 @@ impl Node {
                 pace
             },
             paced: VecDeque::new(),
+            pace_due: None,
             bootstrap: HashMap::new(),
             listen_addrs,
             agents: HashMap::new(),
@@ -541,6 +542,8 @@ struct EventLoop {
     /// This node's own gossip, kept under every peer's per-author rate (`publish_paced`).
     own_pace: RateLimiter<()>,
     paced: VecDeque<(String, Vec<u8>)>,
+    /// When the first of `paced` may leave, for the event loop's pace timer to pick up.
+    pace_due: Option<Instant>,
     bootstrap: HashMap<PeerId, Bootstrap>,
     listen_addrs: Vec<Multiaddr>,
     agents: HashMap<PeerId, String>,
@@ -598,8 +601,15 @@ impl EventLoop {
         let mut prune = crate::config::spread_interval(self.config.timing.prune_interval);
         let mut discovery = crate::config::spread_interval(self.config.timing.discovery_interval);
         let mut housekeeping = tokio::time::interval(Duration::from_secs(1));
+        // When the next record waiting for the pace may leave (armed from `pace_due`).
+        let pace = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(pace);
         loop {
+            if let Some(due) = self.pace_due.take() {
+                pace.as_mut().reset(tokio::time::Instant::from_std(due));
+            }
             tokio::select! {
+                _ = &mut pace, if !self.paced.is_empty() => self.publish_waiting(),
                 _ = &mut start, if !started => {
                     started = true;
                     let _ = self.ingest.try_send(Job::Prune);
@@ -827,10 +837,11 @@ impl EventLoop {
     /// Publishes a record of this node's, within [`own_gossip_pace`]: every peer counts the records
     /// it receives from their author's own node against the per-author rate, and penalises a node
     /// that exceeds it (`own_rate_exceeded`). Beyond the pace, records wait in `paced` (bounded by
-    /// `max_pending_publish`, oldest dropped: catch-up brings those) and leave with the
-    /// housekeeping tick as the pace allows, in order.
+    /// `max_pending_publish`, oldest dropped: catch-up brings those) and leave, in order, as soon
+    /// as the pace allows (the event loop's pace timer).
     fn publish_paced(&mut self, scope: String, bytes: Vec<u8>) {
-        if self.paced.is_empty() && self.own_pace.check(&(), 1.0, Instant::now()) {
+        let now = Instant::now();
+        if self.paced.is_empty() && self.own_pace.check(&(), 1.0, now) {
             self.publish(&scope, bytes);
             return;
         }
@@ -838,10 +849,15 @@ impl EventLoop {
             self.paced.pop_front();
             tracing::debug!("own gossip over its pace and the queue full: the oldest left to catch-up");
         }
+        let first = self.paced.is_empty();
         self.paced.push_back((scope, bytes));
+        if first {
+            self.arm_pace(now);
+        }
     }
 
-    /// Publishes what waited for the pace (from the housekeeping tick).
+    /// Publishes what waited for the pace, as much as it allows now, and arms the pace timer for
+    /// the rest.
     fn publish_waiting(&mut self) {
         let now = Instant::now();
         while !self.paced.is_empty() && self.own_pace.check(&(), 1.0, now) {
@@ -849,6 +865,16 @@ impl EventLoop {
                 self.publish(&scope, bytes);
             }
         }
+        if !self.paced.is_empty() {
+            self.arm_pace(now);
+        }
+    }
+
+    /// The pace timer fires when the next token is there (a millisecond late, so that rounding
+    /// never finds it a hair short and fires again at once).
+    fn arm_pace(&mut self, now: Instant) {
+        let wait = self.own_pace.ready_in(&(), 1.0, now) + Duration::from_millis(1);
+        self.pace_due = Some(now + wait);
     }
 
     fn flush_pending(&mut self, topic: &TopicHash) {

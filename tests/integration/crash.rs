@@ -705,7 +705,10 @@ fn killed_during_deals_both_sides_finish_in_the_same_state() {
             let api = nodes[actor].api().clone();
             match step {
                 "propose" => {
-                    let v = api.ok("POST", "/v1/deals", Some(&json!({"listing": listing, "days": 2})));
+                    // The round in the message: two rounds can start within the same second, and the
+                    // same proposal signed in the same second is the same record (the same deal).
+                    let body = json!({"listing": listing, "days": 2, "message": format!("Round {round}")});
+                    let v = api.ok("POST", "/v1/deals", Some(&body));
                     deal = v["proposal"].as_str().expect("proposal").to_owned();
                     acked[actor].push(deal.clone());
                 }

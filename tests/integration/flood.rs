@@ -276,3 +276,57 @@ async fn a_flooding_peer_is_bounded_scored_down_and_disconnected_while_honest_go
         n.handle.shutdown().await.expect("clean shutdown");
     }
 }
+
+/// The other side of `own_rate_exceeded`: an honest node that publishes faster than its peers'
+/// per-author count allows (an import of many listings right after a start, when its pace is
+/// empty) is paced, not struck: every record reaches the peer by gossip, none is refused, the
+/// connection stays, and the records leave no faster than the pace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_paces_its_own_gossip_below_its_peers_count_and_is_never_struck() {
+    // 10 a second, burst 5, on both nodes: the publisher's pace is 8 a second, burst 4.
+    const RATE: Rate = Rate::new(10.0, 5.0);
+    const RECORDS: u8 = 30;
+    let adjust = |cfg: &mut troc_node::config::NodeConfig| {
+        cfg.limits.author_gossip = RATE;
+        // Gossip must carry the records (catch-up only when connecting).
+        cfg.timing.sync_interval = Duration::from_secs(3600);
+    };
+    let a = spawn_with(tempfile::tempdir().expect("tempdir"), person(63), &[COMMUNITY], &[], adjust).await;
+    let b = spawn_with(tempfile::tempdir().expect("tempdir"), person(64), &[COMMUNITY], &[&a], adjust).await;
+    // Gossip flows once b follows the topic through a: one record, waited for.
+    let (first, _) = a.handle.sign_and_publish(listing(0, 1, COMMUNITY, "First of an import")).await.expect("publish");
+    wait_until(LIMIT, "the first record reaches b", || async {
+        b.handle.store().contains(&first.id()).unwrap_or(false)
+    })
+    .await;
+
+    let t0 = Instant::now();
+    let mut ids = Vec::new();
+    for key in 1..=RECORDS {
+        let (record, _) = a
+            .handle
+            .sign_and_publish(listing(key, 1, COMMUNITY, &format!("Imported thing {key}")))
+            .await
+            .expect("publish");
+        ids.push(record.id());
+    }
+    wait_until(LIMIT, "every imported record reaches b by gossip", || async {
+        ids.iter().all(|id| b.handle.store().contains(id).unwrap_or(false))
+    })
+    .await;
+    let took = t0.elapsed();
+
+    let m = b.handle.metrics();
+    for code in ["own_rate_exceeded", "author_rate_limited"] {
+        assert_eq!(m.rejected_total(code), 0, "b refused a's records as {code}: {:?}", m.rejected);
+    }
+    let by_gossip = m.outcomes.get(&Source::Gossip).and_then(|o| o.get("stored")).copied().unwrap_or(0);
+    assert!(by_gossip >= u64::from(RECORDS), "stored from gossip: {by_gossip} (the rest by catch-up)");
+    assert!(peer_ids(&b).await.contains(&a.identity.public().to_peer_id()), "a is still b's peer");
+    // At most the pace's burst (4) can leave at once, then 8 a second.
+    let floor = Duration::from_secs_f64(f64::from(RECORDS - 4) / 8.0);
+    assert!(took >= floor.mul_f64(0.95), "{RECORDS} records arrived in {took:?}, faster than the pace ({floor:?})");
+    println!(
+        "flood/pace: {RECORDS} records over the peers' burst reached b by gossip in {took:.2?} (pace floor {floor:.2?})"
+    );
+}

@@ -116,8 +116,11 @@ impl Topology {
             must("ip", &["netns", "exec", nat, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1"]);
             // Linux masquerade: the source port is kept when free (endpoint-independent mapping),
             // inbound packets pass only as replies to a connection tracked from inside
-            // (address- and port-dependent filtering): a "port-restricted cone" NAT.
-            let rules = "table ip nat {\n chain post {\n  type nat hook postrouting priority srcnat; policy accept;\n  oifname \"wan\" masquerade\n }\n}\n";
+            // (address- and port-dependent filtering): a "port-restricted cone" NAT. Like a home
+            // router's firewall, it drops what arrives unasked on its public side instead of
+            // answering it: without the `input` chain, the router's own TCP stack answers a SYN
+            // that arrives before its mapping exists with a RST, which kills the punch.
+            let rules = "table ip nat {\n chain post {\n  type nat hook postrouting priority srcnat; policy accept;\n  oifname \"wan\" masquerade\n }\n chain input {\n  type filter hook input priority filter; policy accept;\n  iifname \"wan\" ct state established,related accept\n  iifname \"wan\" drop\n }\n}\n";
             nft(nat, rules);
         }
         Ok(t)
