@@ -22,7 +22,7 @@ use libp2p::kad::{self, RecordKey};
 use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
 use libp2p::swarm::dial_opts::DialOpts;
-use libp2p::swarm::{ConnectionId, SwarmEvent};
+use libp2p::swarm::{ConnectionId, DialError, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, Swarm, autonat, dcutr, identify, mdns};
 use serde::Serialize;
 use thiserror::Error;
@@ -1063,9 +1063,19 @@ impl EventLoop {
                 self.relay_routes.remove(&peer_id);
                 let _ = self.events.send(NodeEvent::PeerDisconnected { peer: peer_id });
             }
-            SwarmEvent::OutgoingConnectionError { connection_id, error, .. } => {
+            SwarmEvent::OutgoingConnectionError { connection_id, peer_id, error } => {
                 if let Some(reply) = self.dials.remove(&connection_id) {
-                    let _ = reply.send(Err(error.to_string()));
+                    // Refused by our own limits (connections per peer) while the peer is connected:
+                    // what the caller asked for, a connection to that peer, is there. (The NAT test
+                    // met it: a deal retry had reached the peer through the relay and hole punched,
+                    // two connections, just before `troc connect` asked for a third.)
+                    let result = match (&error, peer_id) {
+                        (DialError::Denied { .. }, Some(peer)) if self.swarm.is_connected(&peer) => Ok(peer),
+                        // Its `Display` is only "Dial error": the cause says which limit.
+                        (DialError::Denied { cause }, _) => Err(format!("refused by this node: {cause}")),
+                        _ => Err(error.to_string()),
+                    };
+                    let _ = reply.send(result);
                 }
             }
             SwarmEvent::Behaviour(event) => self.on_behaviour(event),

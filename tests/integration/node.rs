@@ -341,3 +341,20 @@ async fn a_peer_pushing_forged_records_through_catch_up_is_disconnected() {
     victim.handle.shutdown().await.expect("clean shutdown");
     hostile.handle.shutdown().await.expect("clean shutdown");
 }
+
+/// Dialing a peer that is already connected as often as the per-peer limit allows answers
+/// "connected", not a dial error (`troc connect` to a peer that a deal retry and a hole punch had
+/// just reached, in the NAT test).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dialing_a_peer_connected_up_to_the_per_peer_limit_answers_connected() {
+    let a = spawn(30, &["west"], &[]).await;
+    let b = spawn(31, &["west"], &[]).await;
+    let addr = b.handle.dial_addrs().await.expect("addresses")[0].clone();
+    let limit = troc_node::config::Limits::default().max_connections_per_peer;
+    for i in 0..=limit {
+        let peer = a.handle.dial(addr.clone()).await.unwrap_or_else(|e| panic!("dial {i}: {e}"));
+        assert_eq!(peer, b.identity.public().to_peer_id());
+    }
+    let peers = a.handle.peers().await.expect("peers");
+    assert!(peers.iter().any(|p| p.peer_id == b.identity.public().to_peer_id()), "{peers:?}");
+}
