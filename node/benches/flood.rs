@@ -8,7 +8,7 @@
 //! the honest nodes in turn, one every `SPACING` (latency from the publish call to `Stored` on each
 //! other honest node):
 //! 1. **quiet**: no flood;
-//! 2. **spam**: every flooder publishes valid listings of its own at `RATE` a second (the first 20
+//! 2. **spam**: every flooder publishes valid listings of its own at `RATE` a second (the first 10
 //!    are within the author's burst and spread through the whole network like honest ones; the
 //!    rest exceed the author's rate, sent by the author's own node: `own_rate_exceeded`, a strike
 //!    each, and the flooder is disconnected);
@@ -75,6 +75,8 @@ struct Settings {
     heartbeat: Duration,
     spacing: Duration,
     seed: u64,
+    /// `TROC_FLOOD_TRACE`: print each message's worst latency and the CPU used.
+    trace: bool,
 }
 
 fn settings() -> Settings {
@@ -90,6 +92,7 @@ fn settings() -> Settings {
         },
         spacing: Duration::from_millis(env_or("TROC_FLOOD_SPACING_MS", 100)),
         seed: env_or("TROC_FLOOD_SEED", 1),
+        trace: std::env::var_os("TROC_FLOOD_TRACE").is_some(),
     }
 }
 
@@ -302,7 +305,7 @@ fn main() {
         // The figures are then propagation, not the pace's queue.
         tokio::time::sleep(Duration::from_secs(10)).await;
         let turn = rng.below(n);
-        if std::env::var("TROC_FLOOD_TRACE").is_ok() {
+        if s.trace {
             let (t, c) = (Instant::now(), cpu_time());
             tokio::time::sleep(Duration::from_secs(2)).await;
             eprintln!("idle: {:.2} cores", (cpu_time() - c).as_secs_f64() / t.elapsed().as_secs_f64());
@@ -331,7 +334,7 @@ fn main() {
                 // The next one `spacing` after this one (not a synchronisation: the honest load).
                 tokio::time::sleep_until((t0 + s.spacing).into()).await;
                 let got = arrivals.first.get(&id).cloned().unwrap_or_default();
-                if std::env::var("TROC_FLOOD_TRACE").is_ok() {
+                if s.trace {
                     let worst = got.values().map(|at| at.duration_since(t0)).max().unwrap_or_default();
                     eprintln!(
                         "{} m{m} author {author}: at {} ms, worst {}, cpu {:.0} ms",

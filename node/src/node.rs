@@ -691,7 +691,6 @@ impl EventLoop {
     }
 
     fn housekeeping(&mut self) {
-        self.publish_waiting();
         let now = Instant::now();
         let expired: Vec<PeerId> = self.banned.iter().filter(|(_, until)| **until <= now).map(|(p, _)| *p).collect();
         for peer in expired {
