@@ -8,12 +8,17 @@
 //! the honest nodes in turn, one every `SPACING` (latency from the publish call to `Stored` on each
 //! other honest node):
 //! 1. **quiet**: no flood;
-//! 2. **spam**: every flooder publishes valid listings of its own at `RATE` a second (the first 10
-//!    are within the author's burst and spread through the whole network like honest ones; the
-//!    rest exceed the author's rate, sent by the author's own node: `own_rate_exceeded`, a strike
-//!    each, and the flooder is disconnected);
+//! 2. **spam**: every flooder publishes valid listings of its own at `RATE` a second. The flooders'
+//!    keys are new to every node, so their records share the new authors' budget (burst 5, then
+//!    one every 2 s, per node: the rest are `new_author_rate_limited`); what passes it spreads like
+//!    honest gossip. Past the author's burst (10) the rest exceed the author's rate, sent by the
+//!    author's own node: `own_rate_exceeded`, a strike each, and the flooder is disconnected;
 //! 3. **invalid**: a second set of flooders publishes forged listings at `RATE` a second (each one
 //!    rejected and penalised; the flooders are graylisted and disconnected within a few messages).
+//!
+//! The honest nodes run the production limits and already hold one listing by every honest
+//! neighbour when they start (as a node that has been up for weeks does): the neighbours are
+//! settled, the flooders are not.
 //!
 //! Prints p50 / p99 / max per phase and the ratio of each phase's p99 to the quiet one (the
 //! target: at most 2), the delivery ratio, and how many flooders were disconnected for abuse.
@@ -21,7 +26,8 @@
 //! Run: `cargo bench -p troc-node --bench flood`. Environment: `TROC_FLOOD_NODES=10`,
 //! `TROC_FLOOD_MESSAGES=40`, `TROC_FLOOD_FLOODERS=3`, `TROC_FLOOD_RATE=45`,
 //! `TROC_FLOOD_HEARTBEAT_MS=1000` (the production heartbeat), `TROC_FLOOD_SPACING_MS=100`,
-//! `TROC_FLOOD_SEED=1` (`TROC_FLOOD_TRACE=1` prints every message's worst latency, the CPU used). Under
+//! `TROC_FLOOD_SEED=1` (`TROC_FLOOD_TRACE=1` prints every message's worst latency, the CPU used;
+//! `TROC_FLOOD_SETTLED=1` makes the flooders settled authors too, known to every node from before). Under
 //! `cargo test --benches` it runs 4 nodes, 1 flooder and 4 messages a phase, as a check that it works.
 
 // A benchmark: a failure should stop it loudly.
@@ -38,6 +44,7 @@ use troc_node::config::{NodeConfig, Timing};
 use troc_node::events::NodeEvent;
 use troc_node::metrics::Source;
 use troc_node::node::{Node, NodeHandle};
+use troc_node::store::{Store, StoreConfig};
 use troc_protocol::{Identity, RecordId, Signed};
 
 #[path = "support/sim.rs"]
@@ -77,6 +84,9 @@ struct Settings {
     seed: u64,
     /// `TROC_FLOOD_TRACE`: print each message's worst latency and the CPU used.
     trace: bool,
+    /// `TROC_FLOOD_SETTLED=1`: the honest nodes know the flooders' keys from before too (neighbours
+    /// of long standing turned spammers): only the per-author rate holds them.
+    settled: bool,
 }
 
 fn settings() -> Settings {
@@ -93,6 +103,7 @@ fn settings() -> Settings {
         spacing: Duration::from_millis(env_or("TROC_FLOOD_SPACING_MS", 100)),
         seed: env_or("TROC_FLOOD_SEED", 1),
         trace: std::env::var_os("TROC_FLOOD_TRACE").is_some(),
+        settled: env_or("TROC_FLOOD_SETTLED", 0u8) == 1,
     }
 }
 
@@ -104,7 +115,26 @@ fn config(identity: &Identity, home: &TempDir, heartbeat: Duration) -> NodeConfi
     cfg.timing.gossip_heartbeat = heartbeat;
     cfg.timing.sync_interval = production.sync_interval;
     cfg.timing.discovery_interval = production.discovery_interval;
+    // The production budget of new authors (tests turn it off).
+    cfg.limits.new_author_settle = troc_node::config::Limits::default().new_author_settle;
     cfg
+}
+
+/// Puts one listing by each honest neighbour (and with `TROC_FLOOD_SETTLED`, each flooder) in the
+/// store at `home` before its node starts: the people a node has known for weeks, settled from its
+/// start.
+fn know_the_neighbours(home: &TempDir, s: &Settings) {
+    let store = Store::open(StoreConfig::new(home.path().join("db"))).unwrap();
+    let now = troc_node::now_secs();
+    let flooders = if s.settled { 2 * s.flooders } else { 0 };
+    let known = (0..s.nodes).chain((0..flooders).map(|f| 10_000 + f));
+    let records: Vec<_> = known
+        .map(|i| Signed::sign(&identity(0x6B, i), now, listing(i, 3_000_000, COMMUNITY)).unwrap().into_any())
+        .collect();
+    for outcome in store.apply(&records, now).unwrap() {
+        assert!(matches!(outcome, troc_node::store::Outcome::Stored { .. }), "{outcome:?}");
+    }
+    store.close().unwrap();
 }
 
 /// Honest node `i > 0` bootstraps to 3 or 4 random earlier ones; each flooder to 3 random honest ones.
@@ -116,6 +146,7 @@ async fn spawn_nodes(
     let mut nodes: Vec<BenchNode> = Vec::with_capacity(s.nodes);
     for i in 0..s.nodes {
         let home = tempfile::tempdir().unwrap();
+        know_the_neighbours(&home, s);
         let identity = identity(0x6B, i);
         let mut cfg = config(&identity, &home, s.heartbeat);
         let want = (3 + rng.below(2)).min(i);
@@ -278,8 +309,14 @@ fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!(
-        "flood: {} honest nodes, {} flooders per flood phase at {} messages/s each, {} messages per phase, heartbeat {:?}, seed {}, {cores} cores",
-        s.nodes, s.flooders, s.rate, s.messages, s.heartbeat, s.seed
+        "flood: {} honest nodes, {} {} flooders per flood phase at {} messages/s each, {} messages per phase, heartbeat {:?}, seed {}, {cores} cores",
+        s.nodes,
+        s.flooders,
+        if s.settled { "settled" } else { "new" },
+        s.rate,
+        s.messages,
+        s.heartbeat,
+        s.seed
     );
     let phases = runtime.block_on(async {
         let mut rng = Rng(s.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
@@ -367,7 +404,13 @@ fn main() {
             });
         }
         let m = nodes.iter().map(|x| x.handle.metrics()).fold(HashMap::<&str, u64>::new(), |mut acc, m| {
-            for code in ["author_rate_limited", "bad_signature", "peer_rate_limited"] {
+            for code in [
+                "author_rate_limited",
+                "new_author_rate_limited",
+                "own_rate_exceeded",
+                "bad_signature",
+                "peer_rate_limited",
+            ] {
                 *acc.entry(code).or_default() += m.rejected_total(code);
             }
             acc

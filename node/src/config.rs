@@ -53,6 +53,17 @@ pub struct Limits {
     /// import waits in the node's queue instead of spreading as one burst. A larger burst only
     /// lets a spamming author push more records through every node before its rate stops it.
     pub author_gossip: Rate,
+    /// Gossip by authors that are new to this node (first met less than `new_author_settle` ago, or
+    /// never) also takes a token from this one bucket, shared by all of them
+    /// (`crate::limits::NewAuthors`); beyond it, `new_author_rate_limited` (ignored, no penalty:
+    /// catch-up brings the record later). A flood of fresh keys gets this far and no further.
+    pub new_author_gossip: Rate,
+    /// How long an author stays new after this node first met their records (by gossip or
+    /// catch-up). Authors whose records the store held when the node started are settled. Zero
+    /// turns the shared budget off.
+    pub new_author_settle: Duration,
+    /// New authors remembered at most (an author first met while this is full waits).
+    pub max_new_authors: usize,
     /// Strikes (invalid records, rate-limit hits) a peer may collect, and how fast they are forgiven,
     /// before it is disconnected.
     pub strikes: f64,
@@ -78,6 +89,9 @@ impl Default for Limits {
         Limits {
             peer_gossip: Rate::new(50.0, 500.0),
             author_gossip: Rate::new(2.0, 10.0),
+            new_author_gossip: Rate::new(0.5, 5.0),
+            new_author_settle: Duration::from_secs(3600),
+            max_new_authors: 65_536,
             strikes: 20.0,
             strikes_forgiven_per_sec: 0.1,
             ingest_queue: 4096,
@@ -198,6 +212,9 @@ impl NodeConfig {
             mdns: false,
             kad_server: true,
             timing: Timing::fast(),
+            // Nodes in a test meet everyone for the first time, within seconds: the shared budget
+            // of new authors is tested on its own (`tests/integration/flood.rs`).
+            limits: Limits { new_author_settle: Duration::ZERO, ..Limits::default() },
             ..NodeConfig::new(home, identity)
         }
     }

@@ -31,7 +31,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use troc_protocol::{PublicKey, RecordBody, RecordError, RecordId, Unverified};
 
 use crate::events::NodeEvent;
-use crate::limits::RateLimiter;
+use crate::limits::{NewAuthors, RateLimiter};
 use crate::metrics::{Metrics, Source};
 use crate::store::{Outcome, Prepared, RefuseReason, StaleReason, Store};
 use crate::topics;
@@ -175,6 +175,8 @@ struct Verifier {
     limits: Limits,
     rx: mpsc::Receiver<Job>,
     author_rate: RateLimiter<PublicKey>,
+    /// The gossip budget that authors new to this node share.
+    new_authors: NewAuthors<PublicKey>,
     /// Batches handed to the writer and not yet stored (see [`Verifier::batch_limit`]).
     pending: Arc<AtomicUsize>,
 }
@@ -196,6 +198,7 @@ impl Writer {
     pub fn run(self) {
         let Writer { local, store, metrics, limits, rx, to_swarm, events } = self;
         let author_rate = RateLimiter::new(limits.author_gossip, 100_000);
+        let new_authors = NewAuthors::new(limits.new_author_gossip, limits.new_author_settle, limits.max_new_authors);
         let pending = Arc::new(AtomicUsize::new(0));
         let verifier = Verifier {
             local,
@@ -204,6 +207,7 @@ impl Writer {
             limits,
             rx,
             author_rate,
+            new_authors,
             pending: Arc::clone(&pending),
         };
         let mut storer = Storer { pending, local, store, metrics, to_swarm, events };
@@ -481,6 +485,16 @@ impl Verifier {
                     format!("author {} is over its rate", author.short()),
                 ));
             }
+            if !self.new_authors.admit(&author, self.store.has_records_by(&author), instant) {
+                return Err(Early::Rejected(
+                    "new_author_rate_limited",
+                    format!("author {} is new here and new authors are over their shared rate", author.short()),
+                ));
+            }
+        }
+        if let Origin::Sync { .. } = origin {
+            let author = unverified.header().author;
+            self.new_authors.meet(&author, self.store.has_records_by(&author), instant);
         }
         Ok(unverified)
     }
@@ -676,7 +690,7 @@ fn gossip_verdict(result: Option<&ItemResult>) -> (MessageAcceptance, Option<&'s
 /// from the future ...) rather than something an honest peer can send (a listing that expired on the
 /// way, an author over our rate, our own queue or store).
 pub(crate) fn senders_fault(code: &str) -> bool {
-    !matches!(code, "expired" | "author_rate_limited" | "store_error" | "queue_full")
+    !matches!(code, "expired" | "author_rate_limited" | "new_author_rate_limited" | "store_error" | "queue_full")
 }
 
 /// The two ingest stages over a store, without a swarm: what the ingest benchmark drives, so that it

@@ -98,6 +98,80 @@ impl<K: Hash + Eq + Clone> RateLimiter<K> {
     }
 }
 
+/// Authors this node met only recently, and the gossip budget they share.
+///
+/// A per-author rate bounds what one author spreads, but keys are free: a flooder with fresh keys
+/// gets a full burst for each, and every record in those bursts is valid, so every node verifies,
+/// stores and forwards it. What separates a neighbour from a fresh key is time: an author whose
+/// records this node has held for `settle` (or held before it started) is *settled* and keeps its
+/// own rate only; the gossip of every other author also takes a token from one bucket that all of
+/// them share. A neighbour who has just joined gets their first few records through at once and the
+/// rest by catch-up; a flood of fresh keys gets no more than that bucket through any node.
+///
+/// `since` remembers when each unsettled author was first met (at most `capacity` of them; settled
+/// ones are dropped). An author first met while it is full is not admitted: once stored, an author
+/// that is not remembered would count as settled.
+#[derive(Debug)]
+pub struct NewAuthors<K> {
+    settle: Duration,
+    capacity: usize,
+    since: HashMap<K, Instant>,
+    shared: RateLimiter<()>,
+}
+
+impl<K: Hash + Eq + Clone> NewAuthors<K> {
+    /// `settle` zero turns the check off: every author counts as settled.
+    pub fn new(rate: Rate, settle: Duration, capacity: usize) -> Self {
+        NewAuthors { settle, capacity: capacity.max(1), since: HashMap::new(), shared: RateLimiter::new(rate, 1) }
+    }
+
+    /// Whether gossip by `key` may go on at `now`: always for a settled author, otherwise if the
+    /// shared bucket has a token (which it takes). `stored` says whether the store holds records
+    /// by `key`.
+    pub fn admit(&mut self, key: &K, stored: bool, now: Instant) -> bool {
+        if self.settle.is_zero() {
+            return true;
+        }
+        match self.since.get(key) {
+            Some(first) if now.saturating_duration_since(*first) >= self.settle => {
+                self.since.remove(key);
+                true
+            }
+            Some(_) => self.shared.check(&(), 1.0, now),
+            None if stored => true,
+            None => {
+                self.make_room(now) && self.shared.check(&(), 1.0, now) && self.since.insert(key.clone(), now).is_none()
+            }
+        }
+    }
+
+    /// Starts the clock for `key` without taking a token (a record that came by catch-up): its
+    /// gossip shares the bucket until it settles.
+    pub fn meet(&mut self, key: &K, stored: bool, now: Instant) {
+        if !self.settle.is_zero() && !stored && !self.since.contains_key(key) && self.make_room(now) {
+            self.since.insert(key.clone(), now);
+        }
+    }
+
+    /// Authors remembered as unsettled.
+    pub fn len(&self) -> usize {
+        self.since.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.since.is_empty()
+    }
+
+    /// Whether one more author fits, after dropping those that have settled.
+    fn make_room(&mut self, now: Instant) -> bool {
+        if self.since.len() >= self.capacity {
+            let settle = self.settle;
+            self.since.retain(|_, first| now.saturating_duration_since(*first) < settle);
+        }
+        self.since.len() < self.capacity
+    }
+}
+
 /// Strikes against a peer: invalid records and rate-limit violations. A peer that collects
 /// `threshold` strikes within the decay is disconnected (and gossipsub's own score does the rest).
 #[derive(Debug)]
@@ -179,6 +253,58 @@ mod tests {
             l.check(&k, 1.0, t0 + Duration::from_millis(k as u64));
         }
         assert_eq!(l.len(), 3);
+    }
+
+    #[test]
+    fn new_authors_share_one_bucket_until_they_settle() {
+        let t0 = Instant::now();
+        let settle = Duration::from_secs(60);
+        let mut n = NewAuthors::new(Rate::new(1.0, 3.0), settle, 100);
+        // Settled: stored before and never met as new. Not counted.
+        for _ in 0..10 {
+            assert!(n.admit(&"old", true, t0));
+        }
+        // Three fresh authors share the burst of 3.
+        assert!(n.admit(&"a", false, t0));
+        assert!(n.admit(&"b", false, t0));
+        assert!(n.admit(&"a", true, t0), "a is remembered as new even once stored");
+        assert!(!n.admit(&"c", false, t0));
+        assert!(!n.admit(&"a", true, t0));
+        assert_eq!(n.len(), 2, "c was not admitted, so not remembered");
+        // The shared bucket refills at its rate.
+        assert!(n.admit(&"c", false, t0 + Duration::from_secs(1)));
+        assert!(!n.admit(&"b", true, t0 + Duration::from_secs(1)));
+        // Settled after `settle`: no longer counted, and forgotten.
+        for _ in 0..10 {
+            assert!(n.admit(&"a", true, t0 + settle));
+        }
+        // c, met a second later, still shares the (refilled) bucket.
+        for _ in 0..3 {
+            assert!(n.admit(&"c", true, t0 + settle));
+        }
+        assert!(!n.admit(&"c", true, t0 + settle));
+        assert!(n.admit(&"c", true, t0 + settle + Duration::from_secs(1)));
+        assert!(n.admit(&"c", true, t0 + settle + Duration::from_secs(1)), "settled: not counted");
+        assert_eq!(n.len(), 1, "b is still remembered");
+    }
+
+    #[test]
+    fn new_authors_met_by_catch_up_are_counted_and_a_full_table_admits_nobody_new() {
+        let t0 = Instant::now();
+        let settle = Duration::from_secs(60);
+        let mut n = NewAuthors::new(Rate::new(0.0, 100.0), settle, 2);
+        n.meet(&"synced", false, t0);
+        assert!(n.admit(&"synced", true, t0));
+        assert_eq!(n.len(), 1, "met by catch-up: new until it settles");
+        n.meet(&"known", true, t0);
+        assert_eq!(n.len(), 1, "stored already: settled");
+        assert!(n.admit(&"x", false, t0));
+        assert!(!n.admit(&"y", false, t0), "full: y could not be remembered");
+        assert!(n.admit(&"y", false, t0 + settle), "room again once the others settle");
+        // Off: everyone counts as settled.
+        let mut off = NewAuthors::new(Rate::new(0.0, 0.0), Duration::ZERO, 1);
+        assert!(off.admit(&"z", false, t0));
+        assert!(off.is_empty());
     }
 
     #[test]

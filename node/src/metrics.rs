@@ -42,6 +42,8 @@ pub const NODE_CODES: &[&str] = &[
     // The peer or author exceeded its rate.
     "peer_rate_limited",
     "author_rate_limited",
+    // An author new to this node, while new authors are over their shared rate (ignored).
+    "new_author_rate_limited",
     // The author's own node sent more of its records than the per-author rate (penalised).
     "own_rate_exceeded",
     // The ingest queue was full: dropped, the catch-up will bring it again.

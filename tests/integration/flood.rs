@@ -330,3 +330,110 @@ async fn a_node_paces_its_own_gossip_below_its_peers_count_and_is_never_struck()
         "flood/pace: {RECORDS} records over the peers' burst reached b by gossip in {took:.2?} (pace floor {floor:.2?})"
     );
 }
+
+/// Fresh keys are free, so a per-author rate does not bound them: sixty new authors, one record
+/// each, forwarded by one hostile peer. Every author new to a node shares one small budget
+/// (`Limits::new_author_gossip`, production values here), so the victim keeps only that budget's
+/// worth, ignores the rest without penalising the forwarder, and its neighbours get no more than it
+/// kept. Neighbours the nodes have known for long (their records were in the store at start) are
+/// not counted: their gossip flows through the flood untouched. A newcomer who publishes while the
+/// budget is spent is delayed (catch-up), not lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fresh_authors_share_one_small_budget_and_settled_neighbours_are_not_counted() {
+    const FRESH: u32 = 60;
+    let budget = troc_node::config::Limits::default().new_author_gossip;
+    let settled = [person(71), person(72), person(73)];
+    let adjust = |cfg: &mut troc_node::config::NodeConfig| {
+        cfg.limits.new_author_settle = Duration::from_secs(3600);
+    };
+    let mut nodes: Vec<TestNode> = Vec::new();
+    for identity in &settled {
+        // One listing by every settled neighbour in the store before the node starts.
+        let home = tempfile::tempdir().expect("tempdir");
+        let store = troc_node::store::Store::open(troc_node::store::StoreConfig::new(home.path().join("db")))
+            .expect("store opens");
+        let known: Vec<_> =
+            settled.iter().map(|p| sign_listing(p, listing(99, 1, COMMUNITY, "Known for years")).into_any()).collect();
+        store.apply(&known, now()).expect("stored");
+        store.close().expect("closed");
+        let bootstrap: Vec<&TestNode> = nodes.iter().collect();
+        let node = spawn_with(home, identity.clone(), &[COMMUNITY], &bootstrap, adjust).await;
+        nodes.push(node);
+    }
+    let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
+    wait_until(LIMIT, "the neighbours are connected", || async {
+        peer_ids(a).await.len() >= 2 && peer_ids(c).await.len() >= 2
+    })
+    .await;
+
+    let hostile = HostilePeer::spawn(person(70));
+    let a_addr = a.handle.dial_addrs().await.expect("addrs")[0].clone();
+    hostile.attack(a_addr, &[SCOPE, "global"]).await.expect("the hostile peer connects");
+    let fresh: Vec<_> = (0..FRESH).map(|i| person(2000 + i)).collect();
+    let started = Instant::now();
+    for author in &fresh {
+        let l = sign_listing(author, listing(1, 1, COMMUNITY, "Fresh key"));
+        hostile.gossip_as(author, SCOPE, l.bytes()).await.expect("send");
+    }
+    let fresh_stored = |n: &TestNode| fresh.iter().map(|f| stored_from(n, f)).sum::<usize>();
+    wait_until(LIMIT, "a has judged every fresh author's record", || async {
+        fresh_stored(a) as u64 + rejected(a, "new_author_rate_limited") >= u64::from(FRESH)
+    })
+    .await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let kept = fresh_stored(a);
+    let allowed = budget.burst + budget.per_sec * elapsed;
+    assert!(kept >= budget.burst as usize, "the shared burst is honoured: {kept}");
+    assert!(kept as f64 <= allowed + 1.0, "{kept} fresh authors' records kept in {elapsed:.1} s: over {allowed:.1}");
+    assert_eq!(rejected(a, "new_author_rate_limited") as usize, FRESH as usize - kept);
+    assert!(peer_ids(a).await.contains(&hostile.peer_id), "forwarding new authors' records is no offence");
+
+    // Settled neighbours, while the budget is spent: b publishes its import (its pace's burst).
+    let mut ids = Vec::new();
+    for key in 0..8u8 {
+        let (record, _) =
+            b.handle.sign_and_publish(listing(key, 1, COMMUNITY, &format!("Neighbour's thing {key}"))).await.unwrap();
+        ids.push(record.id());
+    }
+    // And a newcomer joins and publishes three.
+    let newcomer = spawn_with(tempfile::tempdir().expect("tempdir"), person(74), &[COMMUNITY], &[a, c], adjust).await;
+    wait_until(LIMIT, "the newcomer is connected", || async { peer_ids(&newcomer).await.len() >= 2 }).await;
+    let mut new_ids = Vec::new();
+    for key in 0..3u8 {
+        let (record, _) =
+            newcomer.handle.sign_and_publish(listing(key, 1, COMMUNITY, &format!("Newcomer's {key}"))).await.unwrap();
+        new_ids.push(record.id());
+    }
+    wait_until(LIMIT, "the neighbour's records reach a and c", || async {
+        ids.iter().all(|id| [a, c].iter().all(|n| n.handle.store().contains(id).unwrap_or(false)))
+    })
+    .await;
+    wait_until(LIMIT, "the newcomer's records reach a, b and c (delayed, not lost)", || async {
+        new_ids.iter().all(|id| [a, b, c].iter().all(|n| n.handle.store().contains(id).unwrap_or(false)))
+    })
+    .await;
+    // None of the neighbour's records was counted against the new authors' budget on a: its
+    // refusals are still only fresh authors' (and the newcomer's, which are new here).
+    let refused_a = rejected(a, "new_author_rate_limited") as usize;
+    assert!(
+        refused_a <= FRESH as usize - kept + new_ids.len(),
+        "a refused {refused_a}: more than the fresh authors' and the newcomer's"
+    );
+    for n in [b, c] {
+        assert!(
+            fresh_stored(n) <= kept,
+            "a neighbour holds more fresh records ({}) than a kept ({kept})",
+            fresh_stored(n)
+        );
+    }
+    println!(
+        "flood/new authors: {kept}/{FRESH} fresh authors' records kept in {elapsed:.2} s (allowed {allowed:.1}); b {}, c {}; \
+         the neighbour's 8 and the newcomer's 3 everywhere; a's refusals {refused_a}",
+        fresh_stored(b),
+        fresh_stored(c)
+    );
+    newcomer.handle.shutdown().await.expect("clean shutdown");
+    for n in &nodes {
+        n.handle.shutdown().await.expect("clean shutdown");
+    }
+}

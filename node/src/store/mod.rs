@@ -605,6 +605,11 @@ impl Store {
         apply::Plan::known(&self.mem(), id, author, now)
     }
 
+    /// Whether the store holds any record by `author`.
+    pub fn has_records_by(&self, author: &PublicKey) -> bool {
+        self.mem().person(author.as_bytes()).records > 0
+    }
+
     /// Estimated heap bytes of the in-memory indexes and of the search index.
     pub fn index_memory_bytes(&self) -> (usize, usize) {
         (self.mem().memory_bytes(), self.search_index().memory_bytes())
@@ -660,12 +665,32 @@ fn read_version(meta: &sled::Tree) -> Result<Option<u32>, StoreError> {
     }
 }
 
+/// How long an open waits for sled's lock on the database file. sled 0.34 releases that lock from
+/// its background threads after the `Db` is dropped, not in the drop (spacejam/sled#1289), so an
+/// open right after a close of the same database (the reopen at the end of [`Store::open`]; a store
+/// closed and opened again in one process) can find it still held for a moment: under load the
+/// crash test saw the node fail to start that way. A node really running on the same home still
+/// holds it after this wait, and the open fails with sled's error.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
 fn open_db(cfg: &StoreConfig) -> Result<sled::Db, StoreError> {
-    sled::Config::new()
-        .path(&cfg.path)
-        .cache_capacity(cfg.cache_bytes)
-        .open()
-        .map_err(|e| StoreError::Open { path: cfg.path.clone(), source: e.into() })
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    let mut pause = std::time::Duration::from_millis(2);
+    loop {
+        match sled::Config::new().path(&cfg.path).cache_capacity(cfg.cache_bytes).open() {
+            Err(sled::Error::Io(e)) if lock_held(&e) && std::time::Instant::now() < deadline => {
+                // No event tells when sled's thread lets go: back off and try again.
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(std::time::Duration::from_millis(100));
+            }
+            r => return r.map_err(|e| StoreError::Open { path: cfg.path.clone(), source: e.into() }),
+        }
+    }
+}
+
+/// sled's "could not acquire lock" (an `Other` I/O error wrapping the `flock` failure).
+fn lock_held(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::Other && e.to_string().starts_with("could not acquire lock")
 }
 
 fn has_tree(db: &sled::Db, name: &str) -> Result<bool, StoreError> {

@@ -1555,3 +1555,23 @@ fn a_revoked_review_keeps_its_place_and_opens_no_way_to_a_second_one() {
     assert!(apply1(&store, &revocation(&alice(), v.id(), NOW + 1)).is_stored());
     assert!(!store.contains(&v.id()).unwrap());
 }
+
+/// sled 0.34 lets go of its lock on the database file from a background thread after a close
+/// (spacejam/sled#1289): an open right after one must wait for it, and must recognise sled's error.
+#[test]
+fn an_open_right_after_a_close_waits_for_sleds_lock() {
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join("db");
+    let held = sled::Config::new().path(&path).open().unwrap();
+    let Err(sled::Error::Io(e)) = sled::Config::new().path(&path).open() else {
+        panic!("a second open of a held database succeeded");
+    };
+    assert!(lock_held(&e), "sled's lock error is recognised: {e}");
+    drop(held);
+    // Close and open again, many times over: each open of `Store::open` (which also reopens once
+    // inside) finds the lock free or waits for it.
+    for round in 0..20 {
+        let store = Store::open(StoreConfig::new(&path)).unwrap_or_else(|e| panic!("round {round}: {e}"));
+        store.close().unwrap();
+    }
+}
