@@ -21,6 +21,7 @@ pub mod link;
 pub mod metrics;
 pub mod network;
 pub mod node;
+pub mod paths;
 pub mod reputation;
 pub mod search;
 pub mod store;

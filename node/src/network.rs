@@ -47,6 +47,9 @@ pub struct Behaviour {
     /// Peers banned for abuse: their connections are denied as they are established.
     pub blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
     pub limits: connection_limits::Behaviour,
+    /// The per-peer limit: direct connections, and one relayed connection only while there is no
+    /// other (`crate::paths`).
+    pub paths: crate::paths::Behaviour,
     pub relay_client: relay::client::Behaviour,
     pub relay_server: Toggle<relay::Behaviour>,
     pub dcutr: dcutr::Behaviour,
@@ -226,12 +229,12 @@ pub fn build_swarm(config: &NodeConfig, metrics: &Metrics) -> Result<Swarm<Behav
     let limits = &config.limits;
     let connection_limits = connection_limits::ConnectionLimits::default()
         .with_max_established(Some(limits.max_connections))
-        .with_max_established_per_peer(Some(limits.max_connections_per_peer))
         .with_max_pending_incoming(Some(64));
     let parts = Parts {
         gossipsub,
         mdns,
         connection_limits,
+        max_direct_per_peer: limits.max_connections_per_peer,
         request_timeout: config.timing.request_timeout,
         relay_server: config.relay_server,
         metrics: metrics.clone(),
@@ -283,13 +286,15 @@ struct Parts {
     gossipsub: gossipsub::Behaviour,
     mdns: Option<mdns::tokio::Behaviour>,
     connection_limits: connection_limits::ConnectionLimits,
+    max_direct_per_peer: u32,
     request_timeout: Duration,
     relay_server: bool,
     metrics: Metrics,
 }
 
 fn behaviour(parts: Parts, key: &libp2p::identity::Keypair, relay_client: relay::client::Behaviour) -> Behaviour {
-    let Parts { gossipsub, mdns, connection_limits, request_timeout, relay_server, metrics } = parts;
+    let Parts { gossipsub, mdns, connection_limits, max_direct_per_peer, request_timeout, relay_server, metrics } =
+        parts;
     let local = key.public().to_peer_id();
     let mut kad_cfg = kad::Config::new(KAD_PROTOCOL);
     kad_cfg.set_query_timeout(Duration::from_secs(60));
@@ -321,6 +326,7 @@ fn behaviour(parts: Parts, key: &libp2p::identity::Keypair, relay_client: relay:
     Behaviour {
         blocked: allow_block_list::Behaviour::default(),
         limits: connection_limits::Behaviour::new(connection_limits),
+        paths: crate::paths::Behaviour::new(max_direct_per_peer),
         relay_client,
         relay_server: Toggle::from(relay_server.then(|| relay::Behaviour::new(local, relay::Config::default()))),
         dcutr: dcutr::Behaviour::new(local),

@@ -38,6 +38,7 @@ use crate::ingest::{ItemResult, Job, Origin, ToSwarm, Writer};
 use crate::limits::{RateLimiter, Strikes};
 use crate::metrics::{Metrics, MetricsSnapshot, Source};
 use crate::network::{self, Behaviour, BehaviourEvent, KAD_PROTOCOL};
+use crate::paths::is_relayed;
 use crate::reputation::ReputationService;
 use crate::store::{Store, StoreConfig, StoreError};
 use crate::sync::{SyncRequest, SyncResponse};
@@ -1276,11 +1277,6 @@ impl EventLoop {
             _ => {}
         }
     }
-}
-
-/// Whether an address goes through a relay (a circuit).
-fn is_relayed(addr: &Multiaddr) -> bool {
-    addr.iter().any(|p| matches!(p, Protocol::P2pCircuit))
 }
 
 /// Loopback and unspecified addresses are not worth telling the DHT about, except that tests and
