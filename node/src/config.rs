@@ -77,7 +77,8 @@ pub struct Limits {
     pub max_gossip_bytes: usize,
     /// Concurrent catch-up sessions this node runs or serves.
     pub max_sync_sessions: usize,
-    /// Established connections at most, and per peer.
+    /// Established connections at most, and direct connections per peer (besides them, one relayed
+    /// connection while a peer has no other: `crate::paths`).
     pub max_connections: u32,
     pub max_connections_per_peer: u32,
     /// Records kept waiting to be published when no peer follows their topic yet.

@@ -6,7 +6,9 @@
 //! the flooder (and keep them out) but not a mere forwarder, and honest records must still spread.
 //!
 //! The victim's limits are lowered (author rate, quotas) so that the test exercises every bound with
-//! a few hundred messages; the mechanisms are the production ones.
+//! a few hundred messages; the mechanisms are the production ones. The budget that new authors share
+//! is off in that test (as in every test: `NodeConfig::for_test`), so that the fresh authors reach the
+//! store's quota; `fresh_authors_share_one_small_budget...` runs it with the production values.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
