@@ -409,6 +409,12 @@ impl Verifier {
         for ((j, slot), v) in places.into_iter().zip(verify_split(unverified)) {
             match v {
                 Ok(record) => {
+                    if let Origin::Sync { .. } = jobs[j].0 {
+                        // Met by catch-up: new here until it settles (verified first, so that
+                        // forged records cannot fill the table).
+                        let author = record.header().author;
+                        self.new_authors.meet(&author, self.store.has_records_by(&author), instant);
+                    }
                     good.push(Prepared::deferred(record));
                     good_places.push((j, slot));
                 }
@@ -491,10 +497,6 @@ impl Verifier {
                     format!("author {} is new here and new authors are over their shared rate", author.short()),
                 ));
             }
-        }
-        if let Origin::Sync { .. } = origin {
-            let author = unverified.header().author;
-            self.new_authors.meet(&author, self.store.has_records_by(&author), instant);
         }
         Ok(unverified)
     }
@@ -813,6 +815,61 @@ mod tests {
                 store.latest_listing(node.identity().public(), &ListingKey([key; 16])).expect("read");
         }
         rt.block_on(node.shutdown()).expect("shutdown");
+    }
+
+    /// Gossip by authors new to the node shares one budget; an author met by catch-up is new too,
+    /// and an author whose records the store held at start is not counted.
+    #[test]
+    fn new_authors_share_the_budget_and_catch_up_starts_their_clock() {
+        let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(StoreConfig::new(dir.path().join("db"))).expect("open");
+        let (settled, synced, peer) =
+            (Identity::from_seed(&[0x51; 32]), Identity::from_seed(&[0x52; 32]), Identity::from_seed(&[0x53; 32]));
+        let fresh: Vec<Identity> = (0..3u8).map(|i| Identity::from_seed(&[0x60 + i; 32])).collect();
+        let sign =
+            |who: &Identity, key: u8| Signed::sign(who, now_secs(), listing(key, now_secs())).expect("sign").into_any();
+        store.apply(&[sign(&settled, 1)], now_secs()).expect("stored before start");
+        let limits = crate::config::Limits {
+            new_author_gossip: crate::limits::Rate::new(0.0, 2.0),
+            new_author_settle: std::time::Duration::from_secs(3600),
+            ..crate::config::Limits::default()
+        };
+        let pipeline =
+            super::Pipeline::start(store, limits, *Identity::from_seed(&[0x50; 32]).public()).expect("start");
+        let gossip = |who: &Identity, key: u8| {
+            let record = sign(who, key);
+            let scope = crate::topics::scope_of(record.body()).expect("a public record");
+            let origin = super::Origin::Gossip {
+                peer: peer.public().to_peer_id(),
+                msg_id: libp2p::gossipsub::MessageId::new(record.id().as_bytes()),
+                topic: crate::topics::topic(&scope).hash(),
+                publisher: Some(who.public().to_peer_id()),
+            };
+            let result = rt.block_on(pipeline.ingest_from(origin, vec![record.bytes().to_vec()])).expect("answer");
+            match &result[..] {
+                [super::ItemResult::Stored { .. }] => "stored",
+                [super::ItemResult::Rejected { code, .. }] => code,
+                other => panic!("{other:?}"),
+            }
+        };
+        // Met by catch-up: stored, no token taken.
+        let synced_record = sign(&synced, 1);
+        let result = rt
+            .block_on(pipeline.ingest(vec![synced_record.bytes().to_vec()], Some(peer.public().to_peer_id())))
+            .expect("answer");
+        assert!(matches!(result[..], [super::ItemResult::Stored { .. }]), "{result:?}");
+        // Two fresh authors take the two tokens; the third and the author met by catch-up wait.
+        assert_eq!(gossip(&fresh[0], 1), "stored");
+        assert_eq!(gossip(&fresh[1], 1), "stored");
+        assert_eq!(gossip(&fresh[2], 1), "new_author_rate_limited");
+        assert_eq!(gossip(&synced, 2), "new_author_rate_limited", "met by catch-up: new until it settles");
+        assert_eq!(gossip(&fresh[0], 2), "new_author_rate_limited", "stored once, still new");
+        // Known from before the start: not counted.
+        for key in 2..6 {
+            assert_eq!(gossip(&settled, key), "stored");
+        }
+        rt.block_on(pipeline.close()).expect("close");
     }
 
     /// A record the other party of a deal sent directly is on disk when the writer answers: that

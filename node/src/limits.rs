@@ -145,8 +145,10 @@ impl<K: Hash + Eq + Clone> NewAuthors<K> {
         }
     }
 
-    /// Starts the clock for `key` without taking a token (a record that came by catch-up): its
-    /// gossip shares the bucket until it settles.
+    /// Starts the clock for `key` without taking a token (a verified record that came by
+    /// catch-up): its gossip shares the bucket until it settles. While the table is full of
+    /// unsettled authors, such an author is not remembered and counts as settled once stored
+    /// (catch-up has bounds of its own: sessions, request sizes, quotas).
     pub fn meet(&mut self, key: &K, stored: bool, now: Instant) {
         if !self.settle.is_zero() && !stored && !self.since.contains_key(key) && self.make_room(now) {
             self.since.insert(key.clone(), now);
