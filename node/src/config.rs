@@ -59,8 +59,9 @@ pub struct Limits {
     /// catch-up brings the record later). A flood of fresh keys gets this far and no further.
     pub new_author_gossip: Rate,
     /// How long an author stays new after this node first met their records (by gossip or
-    /// catch-up). Authors whose records the store held when the node started are settled. Zero
-    /// turns the shared budget off.
+    /// catch-up). Authors whose records the store held when the node started are settled, and so
+    /// are those that catch-up brings in the first ten minutes of a node that started with an empty
+    /// store (`crate::ingest`, joining). Zero turns the shared budget off.
     pub new_author_settle: Duration,
     /// New authors remembered at most (an author first met while this is full waits).
     pub max_new_authors: usize,

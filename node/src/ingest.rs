@@ -23,7 +23,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use libp2p::PeerId;
 use libp2p::gossipsub::{MessageAcceptance, MessageId, TopicHash};
@@ -166,6 +166,14 @@ struct Verified {
     now: u64,
 }
 
+/// How long a node that started with an empty store counts the authors that catch-up brings as
+/// settled rather than new (`Limits::new_author_gossip`): a node joining a community meets everyone
+/// who was there before it, and without this it would treat all of them as new for an hour, their
+/// gossip sharing the budget of new authors. The first catch-up runs as soon as a peer connects and
+/// takes seconds (`docs/performance.md`, Catch-up); ten minutes leave room for a slow start. Authors
+/// first met by gossip are new all the same.
+const JOINING: Duration = Duration::from_secs(600);
+
 /// The verification stage: owns the ingest queue and the per-author gossip rate.
 struct Verifier {
     /// This node's person (private deal records must be addressed to them).
@@ -177,6 +185,9 @@ struct Verifier {
     author_rate: RateLimiter<PublicKey>,
     /// The gossip budget that authors new to this node share.
     new_authors: NewAuthors<PublicKey>,
+    /// Until when this node is joining its communities: it started with an empty store, and the
+    /// authors its first catch-up brings were there before it (see [`JOINING`]).
+    joining_until: Option<Instant>,
     /// Batches handed to the writer and not yet stored (see [`Verifier::batch_limit`]).
     pending: Arc<AtomicUsize>,
 }
@@ -199,6 +210,7 @@ impl Writer {
         let Writer { local, store, metrics, limits, rx, to_swarm, events } = self;
         let author_rate = RateLimiter::new(limits.author_gossip, 100_000);
         let new_authors = NewAuthors::new(limits.new_author_gossip, limits.new_author_settle, limits.max_new_authors);
+        let joining_until = store.stats().is_ok_and(|s| s.records == 0).then(|| Instant::now() + JOINING);
         let pending = Arc::new(AtomicUsize::new(0));
         let verifier = Verifier {
             local,
@@ -208,6 +220,7 @@ impl Writer {
             rx,
             author_rate,
             new_authors,
+            joining_until,
             pending: Arc::clone(&pending),
         };
         let mut storer = Storer { pending, local, store, metrics, to_swarm, events };
@@ -409,9 +422,11 @@ impl Verifier {
         for ((j, slot), v) in places.into_iter().zip(verify_split(unverified)) {
             match v {
                 Ok(record) => {
-                    if let Origin::Sync { .. } = jobs[j].0 {
+                    let joining = self.joining_until.is_some_and(|until| instant < until);
+                    if !joining && matches!(jobs[j].0, Origin::Sync { .. }) {
                         // Met by catch-up: new here until it settles (verified first, so that
-                        // forged records cannot fill the table).
+                        // forged records cannot fill the table). While the node joins, what its
+                        // communities already hold is settled instead, like a store's at start.
                         let author = record.header().author;
                         self.new_authors.meet(&author, self.store.has_records_by(&author), instant);
                     }
@@ -869,6 +884,52 @@ mod tests {
         for key in 2..6 {
             assert_eq!(gossip(&settled, key), "stored");
         }
+        rt.block_on(pipeline.close()).expect("close");
+    }
+
+    /// A node that starts with an empty store is joining: the authors its catch-up brings in its
+    /// first minutes were in the community before it, so they are settled, not new; an author it
+    /// first meets by gossip is new all the same.
+    #[test]
+    fn a_joining_node_settles_the_authors_its_first_catch_up_brings() {
+        let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(StoreConfig::new(dir.path().join("db"))).expect("open");
+        let (member, stranger, peer) =
+            (Identity::from_seed(&[0x71; 32]), Identity::from_seed(&[0x72; 32]), Identity::from_seed(&[0x73; 32]));
+        let limits = crate::config::Limits {
+            // No budget at all for new authors: any gossip counted against it is refused.
+            new_author_gossip: crate::limits::Rate::new(0.0, 0.0),
+            new_author_settle: std::time::Duration::from_secs(3600),
+            ..crate::config::Limits::default()
+        };
+        let pipeline =
+            super::Pipeline::start(store, limits, *Identity::from_seed(&[0x70; 32]).public()).expect("start");
+        let sign =
+            |who: &Identity, key: u8| Signed::sign(who, now_secs(), listing(key, now_secs())).expect("sign").into_any();
+        let gossip = |who: &Identity, key: u8| {
+            let record = sign(who, key);
+            let scope = crate::topics::scope_of(record.body()).expect("a public record");
+            let origin = super::Origin::Gossip {
+                peer: peer.public().to_peer_id(),
+                msg_id: libp2p::gossipsub::MessageId::new(record.id().as_bytes()),
+                topic: crate::topics::topic(&scope).hash(),
+                publisher: Some(who.public().to_peer_id()),
+            };
+            let result = rt.block_on(pipeline.ingest_from(origin, vec![record.bytes().to_vec()])).expect("answer");
+            match &result[..] {
+                [super::ItemResult::Stored { .. }] => "stored",
+                [super::ItemResult::Rejected { code, .. }] => code,
+                other => panic!("{other:?}"),
+            }
+        };
+        let fetched = sign(&member, 1);
+        let result = rt
+            .block_on(pipeline.ingest(vec![fetched.bytes().to_vec()], Some(peer.public().to_peer_id())))
+            .expect("answer");
+        assert!(matches!(result[..], [super::ItemResult::Stored { .. }]), "{result:?}");
+        assert_eq!(gossip(&member, 2), "stored", "brought by the first catch-up: settled");
+        assert_eq!(gossip(&stranger, 1), "new_author_rate_limited", "first met by gossip: new");
         rt.block_on(pipeline.close()).expect("close");
     }
 
