@@ -444,8 +444,13 @@ async fn setup(
             community: Some(community.to_owned()),
             location: Some(person.location.clone()),
         };
-        let api_config =
-            ApiConfig { addr: SocketAddr::from(([127, 0, 0, 1], 0)), allow_public: false, home: home.clone(), profile };
+        let api_config = ApiConfig {
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            allow_public: false,
+            home: home.clone(),
+            profile,
+            connections: Default::default(),
+        };
         let api = match troc_node::api::serve(node.clone(), api_config).await {
             Ok(api) => api,
             Err(e) => {

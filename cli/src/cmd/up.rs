@@ -75,7 +75,7 @@ fn plan(ctx: &Ctx, args: &UpArgs, settings: Settings) -> anyhow::Result<Plan> {
         community: settings.community.clone(),
         location: settings.location.clone(),
     };
-    let api = ApiConfig { addr, allow_public, home: ctx.home.clone(), profile };
+    let api = ApiConfig { addr, allow_public, home: ctx.home.clone(), profile, connections: Default::default() };
     Ok(Plan { node, api })
 }
 

@@ -13,7 +13,8 @@
 //! - Bodies are bounded (64 KiB; 8 MiB for `/v1/import`), and request targets (8 KiB), unknown JSON
 //!   fields are refused, requests
 //!   beyond [`MAX_CONCURRENT_REQUESTS`] in flight are shed with 429, every request has a timeout,
-//!   and at most [`MAX_EVENT_STREAMS`] event streams are open. A bad request changes nothing.
+//!   and at most [`MAX_EVENT_STREAMS`] event streams are open. At most 256 connections are open
+//!   and none stays idle for more than two minutes ([`Connections`]). A bad request changes nothing.
 //!
 //! # Shutdown
 //!
@@ -21,6 +22,7 @@
 //! flight (axum's graceful shutdown), then removes `<home>/api.json`. The caller shuts the node
 //! down afterwards, so no request finds the node gone half-way.
 
+mod conn;
 pub(crate) mod deals;
 mod error;
 mod events;
@@ -45,6 +47,7 @@ use tracing::{info, warn};
 
 use crate::NodeHandle;
 
+pub use conn::Connections;
 pub use error::ApiError;
 pub use events::ApiEvent;
 pub use local::{Alert, LocalState};
@@ -87,12 +90,20 @@ pub struct ApiConfig {
     /// The node's home: `api.token`, `api.json` and `local.json` live there.
     pub home: PathBuf,
     pub profile: LocalProfile,
+    /// Connections open at once, and how long one may stay idle.
+    pub connections: Connections,
 }
 
 impl ApiConfig {
     /// Loopback on the default port.
     pub fn new(home: PathBuf, profile: LocalProfile) -> Self {
-        ApiConfig { addr: SocketAddr::from(([127, 0, 0, 1], DEFAULT_API_PORT)), allow_public: false, home, profile }
+        ApiConfig {
+            addr: SocketAddr::from(([127, 0, 0, 1], DEFAULT_API_PORT)),
+            allow_public: false,
+            home,
+            profile,
+            connections: Connections::default(),
+        }
     }
 }
 
@@ -217,6 +228,7 @@ pub async fn serve(node: NodeHandle, config: ApiConfig) -> Result<ApiServer, Api
         .await
         .map_err(|source| ApiStartError::Bind { addr: config.addr, source })?;
     let addr = listener.local_addr().map_err(|source| ApiStartError::Bind { addr: config.addr, source })?;
+    let listener = conn::Listener::new(listener, config.connections);
 
     let (stop, closing) = watch::channel(false);
     let (events, _) = broadcast::channel(events::API_EVENT_CAPACITY);

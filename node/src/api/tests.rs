@@ -20,6 +20,10 @@ struct TestApi {
 
 impl TestApi {
     async fn start(seed: u8, community: &str) -> TestApi {
+        TestApi::start_with(seed, community, |_| {}).await
+    }
+
+    async fn start_with(seed: u8, community: &str, adjust: impl FnOnce(&mut ApiConfig)) -> TestApi {
         let home = tempfile::tempdir().unwrap();
         let identity = Identity::from_seed(&[seed; 32]);
         let mut cfg = NodeConfig::for_test(home.path().to_path_buf(), identity);
@@ -34,6 +38,7 @@ impl TestApi {
             },
         );
         api.addr = "127.0.0.1:0".parse().unwrap();
+        adjust(&mut api);
         let server = serve(node.clone(), api).await.unwrap();
         let base = format!("http://{}", server.local_addr());
         let token = read_token(home.path()).unwrap();
@@ -533,4 +538,37 @@ async fn reputation_vouches_and_revocations_with_their_bounds() {
     let (_, b) = api.get(&format!("/v1/reputation/{them}")).await;
     assert_eq!((b["standing"].as_str(), &b["blocked"]), (Some("blocked"), &json!(true)), "{b}");
     let _ = api.stop().await;
+}
+
+/// A connection that says nothing is closed after the idle time, and no more connections than
+/// the cap are served at once: the next one waits until one closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_are_closed_and_their_number_is_bounded() {
+    use tokio::io::AsyncReadExt;
+    let idle = Duration::from_millis(400);
+    let t = TestApi::start_with(0x5A, "north", |api| api.connections = Connections { max: 3, idle }).await;
+    let addr = t.server.as_ref().unwrap().local_addr();
+
+    // Idle: the server closes it (end of stream, or a reset) once the idle time is over.
+    let mut silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let opened = std::time::Instant::now();
+    let mut buf = [0u8; 64];
+    let read = tokio::time::timeout(Duration::from_secs(10), silent.read(&mut buf)).await;
+    assert!(matches!(read, Ok(Ok(0) | Err(_))), "the idle connection was closed: {read:?}");
+    assert!(opened.elapsed() >= idle.mul_f64(0.9), "closed after {:?}, before the idle time", opened.elapsed());
+
+    // The cap: three silent connections take every place; a request on a fourth is answered only
+    // once the first of them has been closed for idling.
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+    }
+    let opened = std::time::Instant::now();
+    let fresh = reqwest::Client::new();
+    let resp = fresh.get(t.url("/v1/health")).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let waited = opened.elapsed();
+    assert!(waited >= idle.mul_f64(0.9), "answered after {waited:?}: the cap of 3 let a fourth connection in");
+    drop(held);
+    t.stop().await;
 }
