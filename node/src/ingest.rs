@@ -832,48 +832,76 @@ mod tests {
         rt.block_on(node.shutdown()).expect("shutdown");
     }
 
+    /// A runtime and an empty store in a temporary directory (kept while the guard lives).
+    fn runtime_and_store() -> (tokio::runtime::Runtime, tempfile::TempDir, Store) {
+        let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(StoreConfig::new(dir.path().join("db"))).expect("open");
+        (rt, dir, store)
+    }
+
+    /// A listing signed by `who` now.
+    fn signed(who: &Identity, key: u8) -> troc_protocol::SignedRecord {
+        Signed::sign(who, now_secs(), listing(key, now_secs())).expect("sign").into_any()
+    }
+
+    /// A pipeline over `store` whose new authors share `budget` and stay new for an hour.
+    fn with_budget(store: Store, budget: crate::limits::Rate) -> super::Pipeline {
+        let limits = crate::config::Limits {
+            new_author_gossip: budget,
+            new_author_settle: std::time::Duration::from_secs(3600),
+            ..crate::config::Limits::default()
+        };
+        super::Pipeline::start(store, limits, *Identity::from_seed(&[0x50; 32]).public()).expect("start")
+    }
+
+    /// Feeds `record` as gossip published by its author and forwarded by `peer`; what became of it.
+    fn as_gossip(
+        rt: &tokio::runtime::Runtime,
+        pipeline: &super::Pipeline,
+        peer: &Identity,
+        record: &troc_protocol::SignedRecord,
+    ) -> &'static str {
+        let scope = crate::topics::scope_of(record.body()).expect("a public record");
+        let origin = super::Origin::Gossip {
+            peer: peer.public().to_peer_id(),
+            msg_id: libp2p::gossipsub::MessageId::new(record.id().as_bytes()),
+            topic: crate::topics::topic(&scope).hash(),
+            publisher: Some(record.header().author.to_peer_id()),
+        };
+        let result = rt.block_on(pipeline.ingest_from(origin, vec![record.bytes().to_vec()])).expect("answer");
+        match &result[..] {
+            [super::ItemResult::Stored { .. }] => "stored",
+            [super::ItemResult::Rejected { code, .. }] => code,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Feeds `record` as fetched from `peer` by catch-up; it must be stored.
+    fn as_catch_up(
+        rt: &tokio::runtime::Runtime,
+        pipeline: &super::Pipeline,
+        peer: &Identity,
+        record: &troc_protocol::SignedRecord,
+    ) {
+        let result = rt
+            .block_on(pipeline.ingest(vec![record.bytes().to_vec()], Some(peer.public().to_peer_id())))
+            .expect("answer");
+        assert!(matches!(result[..], [super::ItemResult::Stored { .. }]), "{result:?}");
+    }
+
     /// Gossip by authors new to the node shares one budget; an author met by catch-up is new too,
     /// and an author whose records the store held at start is not counted.
     #[test]
     fn new_authors_share_the_budget_and_catch_up_starts_their_clock() {
-        let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(StoreConfig::new(dir.path().join("db"))).expect("open");
-        let (settled, synced, peer) =
-            (Identity::from_seed(&[0x51; 32]), Identity::from_seed(&[0x52; 32]), Identity::from_seed(&[0x53; 32]));
+        let (rt, _dir, store) = runtime_and_store();
+        let [settled, synced, peer] = [0x51, 0x52, 0x53].map(|b| Identity::from_seed(&[b; 32]));
         let fresh: Vec<Identity> = (0..3u8).map(|i| Identity::from_seed(&[0x60 + i; 32])).collect();
-        let sign =
-            |who: &Identity, key: u8| Signed::sign(who, now_secs(), listing(key, now_secs())).expect("sign").into_any();
-        store.apply(&[sign(&settled, 1)], now_secs()).expect("stored before start");
-        let limits = crate::config::Limits {
-            new_author_gossip: crate::limits::Rate::new(0.0, 2.0),
-            new_author_settle: std::time::Duration::from_secs(3600),
-            ..crate::config::Limits::default()
-        };
-        let pipeline =
-            super::Pipeline::start(store, limits, *Identity::from_seed(&[0x50; 32]).public()).expect("start");
-        let gossip = |who: &Identity, key: u8| {
-            let record = sign(who, key);
-            let scope = crate::topics::scope_of(record.body()).expect("a public record");
-            let origin = super::Origin::Gossip {
-                peer: peer.public().to_peer_id(),
-                msg_id: libp2p::gossipsub::MessageId::new(record.id().as_bytes()),
-                topic: crate::topics::topic(&scope).hash(),
-                publisher: Some(who.public().to_peer_id()),
-            };
-            let result = rt.block_on(pipeline.ingest_from(origin, vec![record.bytes().to_vec()])).expect("answer");
-            match &result[..] {
-                [super::ItemResult::Stored { .. }] => "stored",
-                [super::ItemResult::Rejected { code, .. }] => code,
-                other => panic!("{other:?}"),
-            }
-        };
+        store.apply(&[signed(&settled, 1)], now_secs()).expect("stored before start");
+        let pipeline = with_budget(store, crate::limits::Rate::new(0.0, 2.0));
+        let gossip = |who: &Identity, key: u8| as_gossip(&rt, &pipeline, &peer, &signed(who, key));
         // Met by catch-up: stored, no token taken.
-        let synced_record = sign(&synced, 1);
-        let result = rt
-            .block_on(pipeline.ingest(vec![synced_record.bytes().to_vec()], Some(peer.public().to_peer_id())))
-            .expect("answer");
-        assert!(matches!(result[..], [super::ItemResult::Stored { .. }]), "{result:?}");
+        as_catch_up(&rt, &pipeline, &peer, &signed(&synced, 1));
         // Two fresh authors take the two tokens; the third and the author met by catch-up wait.
         assert_eq!(gossip(&fresh[0], 1), "stored");
         assert_eq!(gossip(&fresh[1], 1), "stored");
@@ -892,44 +920,13 @@ mod tests {
     /// first meets by gossip is new all the same.
     #[test]
     fn a_joining_node_settles_the_authors_its_first_catch_up_brings() {
-        let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(StoreConfig::new(dir.path().join("db"))).expect("open");
-        let (member, stranger, peer) =
-            (Identity::from_seed(&[0x71; 32]), Identity::from_seed(&[0x72; 32]), Identity::from_seed(&[0x73; 32]));
-        let limits = crate::config::Limits {
-            // No budget at all for new authors: any gossip counted against it is refused.
-            new_author_gossip: crate::limits::Rate::new(0.0, 0.0),
-            new_author_settle: std::time::Duration::from_secs(3600),
-            ..crate::config::Limits::default()
-        };
-        let pipeline =
-            super::Pipeline::start(store, limits, *Identity::from_seed(&[0x70; 32]).public()).expect("start");
-        let sign =
-            |who: &Identity, key: u8| Signed::sign(who, now_secs(), listing(key, now_secs())).expect("sign").into_any();
-        let gossip = |who: &Identity, key: u8| {
-            let record = sign(who, key);
-            let scope = crate::topics::scope_of(record.body()).expect("a public record");
-            let origin = super::Origin::Gossip {
-                peer: peer.public().to_peer_id(),
-                msg_id: libp2p::gossipsub::MessageId::new(record.id().as_bytes()),
-                topic: crate::topics::topic(&scope).hash(),
-                publisher: Some(who.public().to_peer_id()),
-            };
-            let result = rt.block_on(pipeline.ingest_from(origin, vec![record.bytes().to_vec()])).expect("answer");
-            match &result[..] {
-                [super::ItemResult::Stored { .. }] => "stored",
-                [super::ItemResult::Rejected { code, .. }] => code,
-                other => panic!("{other:?}"),
-            }
-        };
-        let fetched = sign(&member, 1);
-        let result = rt
-            .block_on(pipeline.ingest(vec![fetched.bytes().to_vec()], Some(peer.public().to_peer_id())))
-            .expect("answer");
-        assert!(matches!(result[..], [super::ItemResult::Stored { .. }]), "{result:?}");
-        assert_eq!(gossip(&member, 2), "stored", "brought by the first catch-up: settled");
-        assert_eq!(gossip(&stranger, 1), "new_author_rate_limited", "first met by gossip: new");
+        let (rt, _dir, store) = runtime_and_store();
+        let [member, stranger, peer] = [0x71, 0x72, 0x73].map(|b| Identity::from_seed(&[b; 32]));
+        // No budget at all for new authors: any gossip counted against it is refused.
+        let pipeline = with_budget(store, crate::limits::Rate::new(0.0, 0.0));
+        as_catch_up(&rt, &pipeline, &peer, &signed(&member, 1));
+        assert_eq!(as_gossip(&rt, &pipeline, &peer, &signed(&member, 2)), "stored", "brought by the first catch-up");
+        assert_eq!(as_gossip(&rt, &pipeline, &peer, &signed(&stranger, 1)), "new_author_rate_limited", "met by gossip");
         rt.block_on(pipeline.close()).expect("close");
     }
 
