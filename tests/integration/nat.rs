@@ -244,11 +244,11 @@ fn grep(file: &Path, needle: &str) -> Vec<String> {
 }
 
 #[test]
-fn two_nodes_behind_nats_trade_through_a_relay_then_try_a_hole_punch() {
+fn two_nodes_behind_nats_trade_through_a_relay_then_hole_punch_a_direct_connection() {
     let required = std::env::var("TROC_REQUIRE_NETNS").is_ok_and(|v| v == "1");
     let skip = |why: String| {
         assert!(!required, "TROC_REQUIRE_NETNS=1 but network namespaces cannot be used: {why}");
-        eprintln!("SKIPPED two_nodes_behind_nats_trade_through_a_relay_then_try_a_hole_punch: {why}");
+        eprintln!("SKIPPED two_nodes_behind_nats_trade_through_a_relay_then_hole_punch_a_direct_connection: {why}");
     };
     if let Some(why) = missing_prerequisite() {
         return skip(why);
