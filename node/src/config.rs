@@ -65,6 +65,11 @@ pub struct Limits {
     pub new_author_settle: Duration,
     /// New authors remembered at most (an author first met while this is full waits).
     pub max_new_authors: usize,
+    /// Records by new authors that one peer's catch-up may bring, per peer (a node joining its
+    /// communities takes everything). Beyond it, `new_author_rate_limited`, no penalty: the next
+    /// round of catch-up asks again. Without it a peer could push any number of fresh keys' records
+    /// by catch-up, around the gossip budget.
+    pub new_author_sync: Rate,
     /// Strikes (invalid records, rate-limit hits) a peer may collect, and how fast they are forgiven,
     /// before it is disconnected.
     pub strikes: f64,
@@ -94,6 +99,7 @@ impl Default for Limits {
             new_author_gossip: Rate::new(0.5, 5.0),
             new_author_settle: Duration::from_secs(3600),
             max_new_authors: 65_536,
+            new_author_sync: Rate::new(2.0, 200.0),
             strikes: 20.0,
             strikes_forgiven_per_sec: 0.1,
             ingest_queue: 4096,

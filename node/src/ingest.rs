@@ -188,6 +188,8 @@ struct Verifier {
     /// Until when this node is joining its communities: it started with an empty store, and the
     /// authors its first catch-up brings were there before it (see [`JOINING`]).
     joining_until: Option<Instant>,
+    /// Per peer, the records by new authors its catch-up may bring (`Limits::new_author_sync`).
+    sync_new: RateLimiter<PeerId>,
     /// Batches handed to the writer and not yet stored (see [`Verifier::batch_limit`]).
     pending: Arc<AtomicUsize>,
 }
@@ -211,6 +213,7 @@ impl Writer {
         let author_rate = RateLimiter::new(limits.author_gossip, 100_000);
         let new_authors = NewAuthors::new(limits.new_author_gossip, limits.new_author_settle, limits.max_new_authors);
         let joining_until = store.stats().is_ok_and(|s| s.records == 0).then(|| Instant::now() + JOINING);
+        let sync_new = RateLimiter::new(limits.new_author_sync, 10_000);
         let pending = Arc::new(AtomicUsize::new(0));
         let verifier = Verifier {
             local,
@@ -221,6 +224,7 @@ impl Writer {
             author_rate,
             new_authors,
             joining_until,
+            sync_new,
             pending: Arc::clone(&pending),
         };
         let mut storer = Storer { pending, local, store, metrics, to_swarm, events };
@@ -422,8 +426,7 @@ impl Verifier {
         for ((j, slot), v) in places.into_iter().zip(verify_split(unverified)) {
             match v {
                 Ok(record) => {
-                    let joining = self.joining_until.is_some_and(|until| instant < until);
-                    if !joining && matches!(jobs[j].0, Origin::Sync { .. }) {
+                    if !self.joining(instant) && matches!(jobs[j].0, Origin::Sync { .. }) {
                         // Met by catch-up: new here until it settles (verified first, so that
                         // forged records cannot fill the table). While the node joins, what its
                         // communities already hold is settled instead, like a store's at start.
@@ -441,6 +444,11 @@ impl Verifier {
         }
         let jobs = jobs.into_iter().map(|(origin, _, reply)| (origin, reply)).collect();
         Verified { jobs, results, good, places: good_places, now }
+    }
+
+    /// Whether the node is still joining its communities at `instant` (see [`JOINING`]).
+    fn joining(&self, instant: Instant) -> bool {
+        self.joining_until.is_some_and(|until| instant < until)
     }
 
     /// Decoding and every check that does not need the signature, cheapest first.
@@ -510,6 +518,22 @@ impl Verifier {
                 return Err(Early::Rejected(
                     "new_author_rate_limited",
                     format!("author {} is new here and new authors are over their shared rate", author.short()),
+                ));
+            }
+        }
+        if let Origin::Sync { peer } = origin
+            && !self.joining(instant)
+        {
+            let author = unverified.header().author;
+            if self.new_authors.is_new(&author, self.store.has_records_by(&author), instant)
+                && !self.sync_new.check(peer, 1.0, instant)
+            {
+                return Err(Early::Rejected(
+                    "new_author_rate_limited",
+                    format!(
+                        "author {} is new here and this peer's catch-up brought its share of new authors",
+                        author.short()
+                    ),
                 ));
             }
         }
@@ -845,10 +869,12 @@ mod tests {
         Signed::sign(who, now_secs(), listing(key, now_secs())).expect("sign").into_any()
     }
 
-    /// A pipeline over `store` whose new authors share `budget` and stay new for an hour.
-    fn with_budget(store: Store, budget: crate::limits::Rate) -> super::Pipeline {
+    /// A pipeline over `store` whose new authors share `budget` of gossip and `sync` per peer of
+    /// catch-up, and stay new for an hour.
+    fn with_budget(store: Store, budget: crate::limits::Rate, sync: crate::limits::Rate) -> super::Pipeline {
         let limits = crate::config::Limits {
             new_author_gossip: budget,
+            new_author_sync: sync,
             new_author_settle: std::time::Duration::from_secs(3600),
             ..crate::config::Limits::default()
         };
@@ -870,24 +896,29 @@ mod tests {
             publisher: Some(record.header().author.to_peer_id()),
         };
         let result = rt.block_on(pipeline.ingest_from(origin, vec![record.bytes().to_vec()])).expect("answer");
-        match &result[..] {
-            [super::ItemResult::Stored { .. }] => "stored",
-            [super::ItemResult::Rejected { code, .. }] => code,
-            other => panic!("{other:?}"),
-        }
+        outcome(&result)
     }
 
-    /// Feeds `record` as fetched from `peer` by catch-up; it must be stored.
+    /// Feeds `record` as fetched from `peer` by catch-up; what became of it.
     fn as_catch_up(
         rt: &tokio::runtime::Runtime,
         pipeline: &super::Pipeline,
         peer: &Identity,
         record: &troc_protocol::SignedRecord,
-    ) {
+    ) -> &'static str {
         let result = rt
             .block_on(pipeline.ingest(vec![record.bytes().to_vec()], Some(peer.public().to_peer_id())))
             .expect("answer");
-        assert!(matches!(result[..], [super::ItemResult::Stored { .. }]), "{result:?}");
+        outcome(&result)
+    }
+
+    /// "stored", or the code of the refusal, of a one-record job.
+    fn outcome(result: &[super::ItemResult]) -> &'static str {
+        match result {
+            [super::ItemResult::Stored { .. }] => "stored",
+            [super::ItemResult::Rejected { code, .. }] => code,
+            other => panic!("{other:?}"),
+        }
     }
 
     /// Gossip by authors new to the node shares one budget; an author met by catch-up is new too,
@@ -898,10 +929,11 @@ mod tests {
         let [settled, synced, peer] = [0x51, 0x52, 0x53].map(|b| Identity::from_seed(&[b; 32]));
         let fresh: Vec<Identity> = (0..3u8).map(|i| Identity::from_seed(&[0x60 + i; 32])).collect();
         store.apply(&[signed(&settled, 1)], now_secs()).expect("stored before start");
-        let pipeline = with_budget(store, crate::limits::Rate::new(0.0, 2.0));
+        let two = crate::limits::Rate::new(0.0, 2.0);
+        let pipeline = with_budget(store, two, two);
         let gossip = |who: &Identity, key: u8| as_gossip(&rt, &pipeline, &peer, &signed(who, key));
-        // Met by catch-up: stored, no token taken.
-        as_catch_up(&rt, &pipeline, &peer, &signed(&synced, 1));
+        // Met by catch-up: stored, no gossip token taken.
+        assert_eq!(as_catch_up(&rt, &pipeline, &peer, &signed(&synced, 1)), "stored");
         // Two fresh authors take the two tokens; the third and the author met by catch-up wait.
         assert_eq!(gossip(&fresh[0], 1), "stored");
         assert_eq!(gossip(&fresh[1], 1), "stored");
@@ -912,6 +944,14 @@ mod tests {
         for key in 2..6 {
             assert_eq!(gossip(&settled, key), "stored");
         }
+        // Catch-up: one peer brings new authors' records up to its share (2, one taken above), the
+        // settled author's without counting; another peer has a share of its own.
+        let other_peer = Identity::from_seed(&[0x54; 32]);
+        let catch_up = |from: &Identity, who: &Identity, key: u8| as_catch_up(&rt, &pipeline, from, &signed(who, key));
+        assert_eq!(catch_up(&peer, &synced, 3), "stored");
+        assert_eq!(catch_up(&peer, &synced, 4), "new_author_rate_limited");
+        assert_eq!(catch_up(&peer, &settled, 9), "stored");
+        assert_eq!(catch_up(&other_peer, &synced, 4), "stored");
         rt.block_on(pipeline.close()).expect("close");
     }
 
@@ -922,10 +962,13 @@ mod tests {
     fn a_joining_node_settles_the_authors_its_first_catch_up_brings() {
         let (rt, _dir, store) = runtime_and_store();
         let [member, stranger, peer] = [0x71, 0x72, 0x73].map(|b| Identity::from_seed(&[b; 32]));
-        // No budget at all for new authors: any gossip counted against it is refused.
-        let pipeline = with_budget(store, crate::limits::Rate::new(0.0, 0.0));
-        as_catch_up(&rt, &pipeline, &peer, &signed(&member, 1));
-        assert_eq!(as_gossip(&rt, &pipeline, &peer, &signed(&member, 2)), "stored", "brought by the first catch-up");
+        // No budget at all for new authors: any record counted against one is refused.
+        let none = crate::limits::Rate::new(0.0, 0.0);
+        let pipeline = with_budget(store, none, none);
+        for key in 1..4 {
+            assert_eq!(as_catch_up(&rt, &pipeline, &peer, &signed(&member, key)), "stored", "joining: not counted");
+        }
+        assert_eq!(as_gossip(&rt, &pipeline, &peer, &signed(&member, 5)), "stored", "brought by the first catch-up");
         assert_eq!(as_gossip(&rt, &pipeline, &peer, &signed(&stranger, 1)), "new_author_rate_limited", "met by gossip");
         rt.block_on(pipeline.close()).expect("close");
     }

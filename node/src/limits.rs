@@ -145,6 +145,17 @@ impl<K: Hash + Eq + Clone> NewAuthors<K> {
         }
     }
 
+    /// Whether `key` is new here (not settled) at `now`; nothing is taken or remembered.
+    pub fn is_new(&self, key: &K, stored: bool, now: Instant) -> bool {
+        if self.settle.is_zero() {
+            return false;
+        }
+        match self.since.get(key) {
+            Some(first) => now.saturating_duration_since(*first) < self.settle,
+            None => !stored,
+        }
+    }
+
     /// Starts the clock for `key` without taking a token (a verified record that came by
     /// catch-up): its gossip shares the bucket until it settles. While the table is full of
     /// unsettled authors, such an author is not remembered and counts as settled once stored
@@ -300,11 +311,14 @@ mod tests {
         assert_eq!(n.len(), 1, "met by catch-up: new until it settles");
         n.meet(&"known", true, t0);
         assert_eq!(n.len(), 1, "stored already: settled");
+        assert!(n.is_new(&"synced", true, t0) && n.is_new(&"never", false, t0));
+        assert!(!n.is_new(&"known", true, t0) && !n.is_new(&"synced", true, t0 + settle));
         assert!(n.admit(&"x", false, t0));
         assert!(!n.admit(&"y", false, t0), "full: y could not be remembered");
         assert!(n.admit(&"y", false, t0 + settle), "room again once the others settle");
         // Off: everyone counts as settled.
         let mut off = NewAuthors::new(Rate::new(0.0, 0.0), Duration::ZERO, 1);
+        assert!(!off.is_new(&"z", false, t0));
         assert!(off.admit(&"z", false, t0));
         assert!(off.is_empty());
     }
