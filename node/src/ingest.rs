@@ -881,40 +881,35 @@ mod tests {
         super::Pipeline::start(store, limits, *Identity::from_seed(&[0x50; 32]).public()).expect("start")
     }
 
-    /// Feeds `record` as gossip published by its author and forwarded by `peer`; what became of it.
-    fn as_gossip(
+    /// How a record reaches the pipeline in these tests: forwarded by `peer` as gossip published by
+    /// its author, or fetched from `peer` by catch-up.
+    #[derive(Clone, Copy)]
+    enum Via<'a> {
+        Gossip(&'a Identity),
+        CatchUp(&'a Identity),
+    }
+
+    /// Feeds `record` to the pipeline `via` gossip or catch-up: "stored", or the refusal's code.
+    fn feed(
         rt: &tokio::runtime::Runtime,
         pipeline: &super::Pipeline,
-        peer: &Identity,
+        via: Via<'_>,
         record: &troc_protocol::SignedRecord,
     ) -> &'static str {
-        let scope = crate::topics::scope_of(record.body()).expect("a public record");
-        let origin = super::Origin::Gossip {
-            peer: peer.public().to_peer_id(),
-            msg_id: libp2p::gossipsub::MessageId::new(record.id().as_bytes()),
-            topic: crate::topics::topic(&scope).hash(),
-            publisher: Some(record.header().author.to_peer_id()),
+        let origin = match via {
+            Via::Gossip(peer) => {
+                let scope = crate::topics::scope_of(record.body()).expect("a public record");
+                super::Origin::Gossip {
+                    peer: peer.public().to_peer_id(),
+                    msg_id: libp2p::gossipsub::MessageId::new(record.id().as_bytes()),
+                    topic: crate::topics::topic(&scope).hash(),
+                    publisher: Some(record.header().author.to_peer_id()),
+                }
+            }
+            Via::CatchUp(peer) => super::Origin::Sync { peer: peer.public().to_peer_id() },
         };
         let result = rt.block_on(pipeline.ingest_from(origin, vec![record.bytes().to_vec()])).expect("answer");
-        outcome(&result)
-    }
-
-    /// Feeds `record` as fetched from `peer` by catch-up; what became of it.
-    fn as_catch_up(
-        rt: &tokio::runtime::Runtime,
-        pipeline: &super::Pipeline,
-        peer: &Identity,
-        record: &troc_protocol::SignedRecord,
-    ) -> &'static str {
-        let result = rt
-            .block_on(pipeline.ingest(vec![record.bytes().to_vec()], Some(peer.public().to_peer_id())))
-            .expect("answer");
-        outcome(&result)
-    }
-
-    /// "stored", or the code of the refusal, of a one-record job.
-    fn outcome(result: &[super::ItemResult]) -> &'static str {
-        match result {
+        match &result[..] {
             [super::ItemResult::Stored { .. }] => "stored",
             [super::ItemResult::Rejected { code, .. }] => code,
             other => panic!("{other:?}"),
@@ -931,9 +926,9 @@ mod tests {
         store.apply(&[signed(&settled, 1)], now_secs()).expect("stored before start");
         let two = crate::limits::Rate::new(0.0, 2.0);
         let pipeline = with_budget(store, two, two);
-        let gossip = |who: &Identity, key: u8| as_gossip(&rt, &pipeline, &peer, &signed(who, key));
+        let gossip = |who: &Identity, key: u8| feed(&rt, &pipeline, Via::Gossip(&peer), &signed(who, key));
         // Met by catch-up: stored, no gossip token taken.
-        assert_eq!(as_catch_up(&rt, &pipeline, &peer, &signed(&synced, 1)), "stored");
+        assert_eq!(feed(&rt, &pipeline, Via::CatchUp(&peer), &signed(&synced, 1)), "stored");
         // Two fresh authors take the two tokens; the third and the author met by catch-up wait.
         assert_eq!(gossip(&fresh[0], 1), "stored");
         assert_eq!(gossip(&fresh[1], 1), "stored");
@@ -947,7 +942,8 @@ mod tests {
         // Catch-up: one peer brings new authors' records up to its share (2, one taken above), the
         // settled author's without counting; another peer has a share of its own.
         let other_peer = Identity::from_seed(&[0x54; 32]);
-        let catch_up = |from: &Identity, who: &Identity, key: u8| as_catch_up(&rt, &pipeline, from, &signed(who, key));
+        let catch_up =
+            |from: &Identity, who: &Identity, key: u8| feed(&rt, &pipeline, Via::CatchUp(from), &signed(who, key));
         assert_eq!(catch_up(&peer, &synced, 3), "stored");
         assert_eq!(catch_up(&peer, &synced, 4), "new_author_rate_limited");
         assert_eq!(catch_up(&peer, &settled, 9), "stored");
@@ -966,10 +962,15 @@ mod tests {
         let none = crate::limits::Rate::new(0.0, 0.0);
         let pipeline = with_budget(store, none, none);
         for key in 1..4 {
-            assert_eq!(as_catch_up(&rt, &pipeline, &peer, &signed(&member, key)), "stored", "joining: not counted");
+            assert_eq!(
+                feed(&rt, &pipeline, Via::CatchUp(&peer), &signed(&member, key)),
+                "stored",
+                "joining: not counted"
+            );
         }
-        assert_eq!(as_gossip(&rt, &pipeline, &peer, &signed(&member, 5)), "stored", "brought by the first catch-up");
-        assert_eq!(as_gossip(&rt, &pipeline, &peer, &signed(&stranger, 1)), "new_author_rate_limited", "met by gossip");
+        let gossip = |who: &Identity, key: u8| feed(&rt, &pipeline, Via::Gossip(&peer), &signed(who, key));
+        assert_eq!(gossip(&member, 5), "stored", "brought by the first catch-up");
+        assert_eq!(gossip(&stranger, 1), "new_author_rate_limited", "first met by gossip");
         rt.block_on(pipeline.close()).expect("close");
     }
 
