@@ -341,3 +341,37 @@ async fn a_peer_over_the_deal_rate_is_refused_and_counted_and_honest_deals_go_th
     let q = flooder.handle.propose(proposal(&pb, &pb, Kind::Give, None)).await.expect("propose");
     wait_until(LIMIT, "the flooder's proposal arrived, retried", || async { has(&b, &q.id()).await }).await;
 }
+
+/// The same proposal signed twice within one second is one record (its id covers the content and
+/// the second). Proposing it again while its deal is open names that deal (a second click); once
+/// the deal is over, it is refused with a reason, rather than answered with the old, closed deal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_very_same_proposal_again_names_its_open_deal_and_is_refused_once_that_deal_is_over() {
+    let b = spawn(93, &["north"], &[]).await;
+    let lister = person(94);
+    let pa = *lister.public();
+    // Each attempt needs its three calls within one second; a second boundary between them makes
+    // the later calls new records, and the attempt is made again.
+    for attempt in 0..5 {
+        let p = proposal(&pa, &pa, Kind::Give, None);
+        let first = b.handle.propose(p.clone()).await.expect("propose");
+        let again = b.handle.propose(p.clone()).await.expect("propose again while open");
+        if again.id() != first.id() {
+            continue;
+        }
+        b.handle.close_proposal(first.id(), "Changed my mind.".into()).await.expect("withdraw");
+        assert_eq!(b.handle.deal(&first.id()).unwrap().status, DealStatus::Withdrawn);
+        match b.handle.propose(p).await {
+            Err(e) => {
+                let message = e.to_string();
+                assert_eq!(e.code(), "invalid_request", "{message}");
+                assert!(message.contains("already started deal") && message.contains("withdrawn"), "{message}");
+                b.handle.shutdown().await.expect("clean shutdown");
+                return;
+            }
+            Ok(r) if r.id() != first.id() => continue, // a new second: a new proposal
+            Ok(_) => panic!("attempt {attempt}: the withdrawn deal's proposal was answered as if new"),
+        }
+    }
+    panic!("five attempts each crossed a second boundary");
+}

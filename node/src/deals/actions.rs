@@ -98,6 +98,20 @@ impl NodeHandle {
             }
         }
         let record = Signed::sign(self.identity(), now_secs(), proposal)?;
+        // The same proposal signed within the same second is the same record (its id covers the
+        // content and the second): proposing it again names the deal it already started. While
+        // that deal is open that is harmless (a second click); once it is agreed or over, the
+        // person meant a new deal and must hear that this is not one.
+        if self.store().contains(&record.id())? {
+            let view = self.deal(&record.id())?;
+            if view.status.is_final() || view.agreement.is_some() {
+                return Err(DealError::Invalid(format!(
+                    "this very proposal (same listing, terms and message, signed in the same second) already started deal {}, now {}: propose again in a second, or change the message",
+                    view.id,
+                    view.status.as_str()
+                )));
+            }
+        }
         let any = record.clone().into_any();
         self.publish_deal(&any, &record.body().counterparty).await?;
         Ok(record)
