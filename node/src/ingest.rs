@@ -212,7 +212,7 @@ impl Writer {
         let Writer { local, store, metrics, limits, rx, to_swarm, events } = self;
         let author_rate = RateLimiter::new(limits.author_gossip, 100_000);
         let new_authors = NewAuthors::new(limits.new_author_gossip, limits.new_author_settle, limits.max_new_authors);
-        let joining_until = store.stats().is_ok_and(|s| s.records == 0).then(|| Instant::now() + JOINING);
+        let joining_until = store.is_empty().then(|| Instant::now() + JOINING);
         let sync_new = RateLimiter::new(limits.new_author_sync, 10_000);
         let pending = Arc::new(AtomicUsize::new(0));
         let verifier = Verifier {

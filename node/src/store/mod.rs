@@ -61,6 +61,7 @@ pub(crate) mod tests;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use tracing::{info, warn};
@@ -605,6 +606,11 @@ impl Store {
         apply::Plan::known(&self.mem(), id, author, now)
     }
 
+    /// Whether the store holds no record at all (from memory: no disk access).
+    pub fn is_empty(&self) -> bool {
+        self.mem().total() == 0
+    }
+
     /// Whether the store holds any record by `author`.
     pub fn has_records_by(&self, author: &PublicKey) -> bool {
         self.mem().person(author.as_bytes()).records > 0
@@ -671,17 +677,17 @@ fn read_version(meta: &sled::Tree) -> Result<Option<u32>, StoreError> {
 /// closed and opened again in one process) can find it still held for a moment: under load the
 /// crash test saw the node fail to start that way. A node really running on the same home still
 /// holds it after this wait, and the open fails with sled's error.
-const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+const LOCK_WAIT: Duration = Duration::from_secs(3);
 
 fn open_db(cfg: &StoreConfig) -> Result<sled::Db, StoreError> {
-    let deadline = std::time::Instant::now() + LOCK_WAIT;
-    let mut pause = std::time::Duration::from_millis(2);
+    let deadline = Instant::now() + LOCK_WAIT;
+    let mut pause = Duration::from_millis(2);
     loop {
         match sled::Config::new().path(&cfg.path).cache_capacity(cfg.cache_bytes).open() {
-            Err(sled::Error::Io(e)) if lock_held(&e) && std::time::Instant::now() < deadline => {
+            Err(sled::Error::Io(e)) if lock_held(&e) && Instant::now() < deadline => {
                 // No event tells when sled's thread lets go: back off and try again.
                 std::thread::sleep(pause);
-                pause = (pause * 2).min(std::time::Duration::from_millis(100));
+                pause = (pause * 2).min(Duration::from_millis(100));
             }
             r => return r.map_err(|e| StoreError::Open { path: cfg.path.clone(), source: e.into() }),
         }
