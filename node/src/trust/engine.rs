@@ -1,15 +1,17 @@
 //! The trust engine: personalised EigenTrust with diminishing returns, time decay, probation for
-//! young identities and a distrust term, computed from one viewer's point of view.
+//! young identities and a distrust term, computed from one viewer's point of view; the score is
+//! the trust per unit of opinion weight received (who is inside the honest region the viewer's
+//! trust reaches) times the recent evidence, up to a cap (how much they have shown lately).
 //!
 //! Two stages. [`TrustModel::new`] turns a [`TrustGraph`] into a sparse matrix of pairwise opinions
 //! at a given `now` (what does not depend on the viewer: decay, diminishing returns, negatives,
 //! vouches). [`TrustModel::view`] then computes one viewer's [`TrustView`]: who is established
 //! (a fixpoint seeded on the viewer), the local trust matrix with the probation factors, the
-//! pre-trust vector on the viewer and their own counterparties, the power iteration, the distrust
-//! term, and each identity's standing and evidence. Everything is deterministic: identities are
-//! indexed in the order of their key bytes, edges are sorted, sums run in index order, and the
-//! iteration stops on a fixed criterion. The model and the parameters are documented with their
-//! reasons in `docs/reputation.md`.
+//! pre-trust vector on the viewer and their own counterparties, the power iteration, the score
+//! (trust per weight, recent evidence, distrust), and each identity's standing and evidence.
+//! Everything is deterministic: identities are indexed in the order of their key bytes, edges are
+//! sorted, sums run in index order, and the iteration stops on a fixed criterion. The model and
+//! the parameters are documented with their reasons in `docs/reputation.md`.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -58,6 +60,14 @@ pub struct TrustParams {
     /// The final score is the trust per unit of net opinion weight received, the divisor floored
     /// at this (about one fresh good deal), so a thin identity is not inflated by a tiny divisor.
     pub weight_floor: f64,
+    /// Half-life of an opinion in the *recent evidence* (`R`), in seconds: shorter than
+    /// `half_life_secs`, so that what an identity did lately counts most in how much evidence it
+    /// has, while the trust flow keeps the longer memory.
+    pub evidence_half_life_secs: u64,
+    /// The final score is the trust per weight times `min(R, evidence_cap) / evidence_cap`: more
+    /// recent evidence counts up to about this many recent good deals, and no further (a dense
+    /// group of fakes gains nothing from its volume).
+    pub evidence_cap: f64,
     /// Young identities (first co-signed deal less than `establish_secs` ago) rank below every
     /// other identity with a positive score: their scores are scaled so that the highest is this
     /// fraction of the lowest positive score of the others (and never scaled up).
@@ -71,7 +81,7 @@ pub struct TrustParams {
 impl Default for TrustParams {
     fn default() -> Self {
         TrustParams {
-            damping: 0.15,
+            damping: 0.08,
             viewer_seed: 0.5,
             half_life_secs: 180 * DAY,
             positive: 1.0,
@@ -85,9 +95,11 @@ impl Default for TrustParams {
             establish_counterparties: 3,
             trusted_fraction: 0.1,
             weight_floor: 1.0,
+            evidence_half_life_secs: 60 * DAY,
+            evidence_cap: 4.0,
             young_score: 0.5,
             tolerance: 1e-10,
-            max_iterations: 200,
+            max_iterations: 500,
         }
     }
 }
@@ -169,6 +181,8 @@ pub(crate) struct Net {
     pub pos: Vec<f64>,
     /// Negative weight (decayed, not yet multiplied by `negative`).
     pub neg: Vec<f64>,
+    /// The positive weight decayed with `evidence_half_life_secs` (the recent evidence).
+    pub pos_recent: Vec<f64>,
     /// Opinions behind the edge (deals where the source expressed one).
     pub deals: Vec<u32>,
     pub vouched: Vec<bool>,
@@ -286,6 +300,8 @@ impl TrustModel {
 
         let half_life = params.half_life_secs.max(1) as f64;
         let decay = |at: Timestamp| 0.5f64.powf(now.saturating_sub(at) as f64 / half_life);
+        let evidence_half_life = params.evidence_half_life_secs.max(1) as f64;
+        let recent = |at: Timestamp| 0.5f64.powf(now.saturating_sub(at) as f64 / evidence_half_life);
 
         // Per opinion: (from, to, verdict, decayed weight). Opinions are sorted by deal like the
         // deals, so one walk finds each opinion's deal; each deal keeps its parties' verdicts.
@@ -295,6 +311,8 @@ impl TrustModel {
             to: u32,
             verdict: Verdict,
             w: f64,
+            /// The weight decayed with the evidence half-life.
+            r: f64,
         }
         let mut ops: Vec<Op> = Vec::with_capacity(graph.opinions().len());
         let mut positives = vec![0u32; n];
@@ -332,7 +350,7 @@ impl TrustModel {
                 Verdict::Negative => negatives[to as usize] += 1,
                 Verdict::Neutral => {}
             }
-            ops.push(Op { from, to, verdict: o.verdict, w: base * decay(o.at) });
+            ops.push(Op { from, to, verdict: o.verdict, w: base * decay(o.at), r: base * recent(o.at) });
         }
         // Strongest positive first within a pair, so the k-th strongest weighs 1/k.
         // A counting sort by author, then each author's few opinions by (subject, weight, verdict).
@@ -372,6 +390,7 @@ impl TrustModel {
             to: u32,
             pos: f64,
             neg: f64,
+            pos_recent: f64,
             deals: u32,
             vouched: bool,
         }
@@ -387,7 +406,7 @@ impl TrustModel {
                 (None, Some(b)) => b,
                 (None, None) => break,
             };
-            let mut e = Edge { to: pair.1, pos: 0.0, neg: 0.0, deals: 0, vouched: false };
+            let mut e = Edge { to: pair.1, pos: 0.0, neg: 0.0, pos_recent: 0.0, deals: 0, vouched: false };
             let mut nth_positive = 0u32;
             while let Some(o) = ops.get(k).filter(|o| (o.from, o.to) == pair) {
                 e.deals += 1;
@@ -395,6 +414,7 @@ impl TrustModel {
                     Verdict::Positive | Verdict::Satisfied => {
                         nth_positive += 1;
                         e.pos += o.w / f64::from(nth_positive);
+                        e.pos_recent += o.r / f64::from(nth_positive);
                     }
                     Verdict::Negative => e.neg += o.w,
                     Verdict::Neutral => {}
@@ -404,6 +424,7 @@ impl TrustModel {
             if next_v == Some(pair) {
                 e.vouched = true;
                 e.pos += params.vouch;
+                e.pos_recent += params.vouch;
                 v += 1;
             }
             edges.push((pair.0, e));
@@ -412,6 +433,7 @@ impl TrustModel {
         let col = edges.iter().map(|e| e.to).collect();
         let pos = edges.iter().map(|e| e.pos).collect();
         let neg = edges.iter().map(|e| e.neg).collect();
+        let pos_recent = edges.iter().map(|e| e.pos_recent).collect();
         let deals_n = edges.iter().map(|e| e.deals).collect();
         let vouched = edges.iter().map(|e| e.vouched).collect();
 
@@ -453,6 +475,7 @@ impl TrustModel {
             col,
             pos,
             neg,
+            pos_recent,
             deals: deals_n,
             vouched,
             wit_row,
@@ -521,11 +544,16 @@ impl TrustModel {
         let pre = self.pre_trust(v, &is_blocked);
         let (t, iterations, converged) = self.iterate(&c, &row_out, &pre);
 
-        // The net opinion weight each identity received (the divisor of the per-weight score).
+        // The net opinion weight each identity received (the divisor of the per-weight score), and
+        // the positive weight decayed with the evidence half-life (the recent evidence; negatives
+        // count in the distrust factor below).
         let mut received = vec![0.0f64; n];
+        let mut recent = vec![0.0f64; n];
         for i in (0..n).filter(|&i| !is_blocked[i]) {
             for e in net.edges(i) {
-                received[net.col[e] as usize] += (net.pos[e] - p.negative * net.neg[e]).max(0.0);
+                let j = net.col[e] as usize;
+                received[j] += (net.pos[e] - p.negative * net.neg[e]).max(0.0);
+                recent[j] += net.pos_recent[e];
             }
         }
 
@@ -553,7 +581,15 @@ impl TrustModel {
                 if is_blocked[j] {
                     0.0
                 } else {
-                    let base = if j == v { t[j] } else { t[j] / received[j].max(p.weight_floor) };
+                    let base = if j == v {
+                        t[j]
+                    } else {
+                        // Trust per weight (is x inside the honest region as the viewer sees
+                        // it?) times recent evidence, up to the cap (how much has x shown lately?).
+                        let evidence =
+                            if p.evidence_cap > 0.0 { recent[j].min(p.evidence_cap) / p.evidence_cap } else { 1.0 };
+                        t[j] / received[j].max(p.weight_floor) * evidence
+                    };
                     if bad[j] > 0.0 { base * good[j] / (good[j] + p.distrust * bad[j]) } else { base }
                 }
             })

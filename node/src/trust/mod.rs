@@ -6,8 +6,9 @@
 //! - [`facts`]: the rules between records (which deals, reviews, signals and vouches count), turning
 //!   verified records into a [`TrustGraph`].
 //! - [`engine`]: personalised EigenTrust with diminishing returns, time decay, probation for young
-//!   identities and a distrust term: [`TrustModel`] (prepared once per graph and `now`) and
-//!   [`TrustView`] (one viewer's scores, ranks, standings and evidence).
+//!   identities and a distrust term, scored as trust per weight times recent evidence:
+//!   [`TrustModel`] (prepared once per graph and `now`) and [`TrustView`] (one viewer's scores,
+//!   ranks, standings and evidence).
 //! - [`explain`]: the strongest paths of trust from the viewer to someone.
 //! - [`sim`]: the seeded Sybil simulation that checks the engine on real signed records
 //!   (`cargo run --release -p troc-node --example trust_sim`).
