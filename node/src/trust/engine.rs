@@ -55,7 +55,8 @@ pub struct TrustParams {
     /// How many distinct established counterparties an identity needs to be established.
     pub establish_counterparties: usize,
     /// A counterparty counts as trusted by the viewer when established and its score is at least
-    /// this fraction of the mean score of established identities.
+    /// this fraction of the mean level of established identities (trust per weight with the
+    /// distrust factor, before the recent evidence: trust is not activity).
     pub trusted_fraction: f64,
     /// The final score is the trust per unit of net opinion weight received, the divisor floored
     /// at this (about one fresh good deal), so a thin identity is not inflated by a tiny divisor.
@@ -128,7 +129,8 @@ pub struct Evidence {
     /// Distinct counterparties in completed deals.
     pub counterparties: u32,
     /// Of those, how many the viewer trusts (established, with a score of at least
-    /// `trusted_fraction` of the mean established score; the viewer trusts themselves).
+    /// `trusted_fraction` of the mean established level, before the recent evidence; the viewer
+    /// trusts themselves).
     pub trusted_counterparties: u32,
     /// Positive opinions received (reviews and completions without a review).
     pub positives: u32,
@@ -576,21 +578,27 @@ impl TrustModel {
                 bad[j] += t[i] * net.neg[e] / total;
             }
         }
-        let mut score: Vec<f64> = (0..n)
+        // The level: trust per weight (is x inside the honest region the viewer's trust reaches?)
+        // with the distrust factor. It decides who counts as trusted (3.6), whatever their recent
+        // activity.
+        let level: Vec<f64> = (0..n)
             .map(|j| {
                 if is_blocked[j] {
                     0.0
                 } else {
-                    let base = if j == v {
-                        t[j]
-                    } else {
-                        // Trust per weight (is x inside the honest region as the viewer sees
-                        // it?) times recent evidence, up to the cap (how much has x shown lately?).
-                        let evidence =
-                            if p.evidence_cap > 0.0 { recent[j].min(p.evidence_cap) / p.evidence_cap } else { 1.0 };
-                        t[j] / received[j].max(p.weight_floor) * evidence
-                    };
+                    let base = if j == v { t[j] } else { t[j] / received[j].max(p.weight_floor) };
                     if bad[j] > 0.0 { base * good[j] / (good[j] + p.distrust * bad[j]) } else { base }
+                }
+            })
+            .collect();
+        // The score: the level times the recent evidence, up to the cap (how much has x shown
+        // lately?).
+        let mut score: Vec<f64> = (0..n)
+            .map(|j| {
+                if j == v || p.evidence_cap <= 0.0 {
+                    level[j]
+                } else {
+                    level[j] * recent[j].min(p.evidence_cap) / p.evidence_cap
                 }
             })
             .collect();
@@ -607,7 +615,7 @@ impl TrustModel {
             }
         }
 
-        TrustView::assemble(self, v, t, score, established_at, is_blocked, c, iterations, converged)
+        TrustView::assemble(self, v, t, score, &level, established_at, is_blocked, c, iterations, converged)
     }
 
     /// Local trust `c_ij = out_i · in_j · s_ij / Σ_j s_ij` (blocked identities removed) and what
@@ -818,6 +826,7 @@ impl TrustView {
         v: usize,
         trust: Vec<f64>,
         score: Vec<f64>,
+        level: &[f64],
         established_at: Vec<Option<Timestamp>>,
         blocked: Vec<bool>,
         c: Vec<f64>,
@@ -828,12 +837,14 @@ impl TrustView {
         let n = net.n();
         let others = |j: &usize| *j != v && !blocked[*j];
         let est: Vec<usize> = (0..n).filter(others).filter(|&j| established_at[j].is_some()).collect();
-        let mean = if est.is_empty() { 0.0 } else { est.iter().map(|&j| score[j]).sum::<f64>() / est.len() as f64 };
+        // Trusted: a real share of the trust per weight among the established, whatever their
+        // recent activity (an established neighbour who has not dealt lately is still trusted).
+        let mean = if est.is_empty() { 0.0 } else { est.iter().map(|&j| level[j]).sum::<f64>() / est.len() as f64 };
         let threshold = model.params.trusted_fraction * mean;
         let mut trusted = vec![false; n];
         trusted[v] = true;
         for &j in &est {
-            trusted[j] = score[j] > 0.0 && score[j] >= threshold;
+            trusted[j] = level[j] > 0.0 && level[j] >= threshold;
         }
         let mut order: Vec<usize> = (0..n).filter(others).filter(|&j| score[j] > 0.0).collect();
         order.sort_by(|&a, &b| score[b].total_cmp(&score[a]).then(net.keys[a].as_bytes().cmp(net.keys[b].as_bytes())));

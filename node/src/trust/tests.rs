@@ -646,6 +646,34 @@ fn recent_good_deals_count_up_to_the_evidence_cap() {
 }
 
 #[test]
+fn an_established_neighbour_who_has_not_dealt_lately_is_still_trusted() {
+    let mut f = Facts::default();
+    // 1..=6: the viewer's old neighbourhood, nobody has dealt for over a year.
+    for a in 0..=6u8 {
+        for b in a + 1..=6 {
+            f.good(a, b, NOW - 400 * DAY);
+        }
+    }
+    // 7..=10: active neighbours, with recent deals with the viewer and 1..=3.
+    for x in 7..=10u8 {
+        for p in 0..=3u8 {
+            for days in [100, 60, 40] {
+                f.good(x, p, NOW - days * DAY);
+            }
+        }
+    }
+    // 20 dealt with 5 only, long ago.
+    f.good(20, 5, NOW - 300 * DAY);
+    let v = f.view(0, &[]);
+    // 5 ranks far below the active ones (little recent evidence) ...
+    assert!(v.score(&k(5)) < 0.1 * v.score(&k(7)), "{} vs {}", v.score(&k(5)), v.score(&k(7)));
+    // ... and is still trusted: 20's deal is with someone the viewer trusts.
+    assert!(v.trusts(&k(5)));
+    assert_eq!(v.person(&k(20)).standing, Standing::Probation);
+    assert_eq!(v.person(&k(20)).evidence.trusted_counterparties, 1);
+}
+
+#[test]
 fn negatives_count_without_wiping_out_a_long_history() {
     let mut f = neighbourhood();
     // 10 and 11: the same good history with 1..=6; 10 then lets 1 down once.
