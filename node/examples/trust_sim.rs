@@ -44,6 +44,7 @@ fn main() -> ExitCode {
                 "max_iterations" => p.max_iterations = x as u32,
                 "evidence_half_life_days" => p.evidence_half_life_secs = (x * 86_400.0) as u64,
                 "evidence_cap" => p.evidence_cap = x,
+                "relay_fraction" => p.relay_fraction = x,
                 "local_share" => config.local_share = x,
                 "deals_per_honest" => config.deals_per_honest = x,
                 "vouches" => config.vouches_per_identity = x as usize,

@@ -24,6 +24,11 @@ use super::facts::{DealOutcome, KeyBytes, TrustGraph, Verdict, kb};
 
 const DAY: u64 = 86_400;
 
+/// The stop of the first pass when the relay is on (`TrustParams::relay_fraction`): its result
+/// only sets the relay factors and where the second pass starts, and the simulation's figures are
+/// the same with this as with 1e-10 (`docs/reputation.md`, section 6).
+const RELAY_FIRST_PASS_TOLERANCE: f64 = 1e-6;
+
 /// Every parameter of the engine. The defaults are the documented ones (`docs/reputation.md`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TrustParams {
@@ -69,6 +74,13 @@ pub struct TrustParams {
     /// recent evidence counts up to about this many recent good deals, and no further (a dense
     /// group of fakes gains nothing from its volume).
     pub evidence_cap: f64,
+    /// The relay: after a first pass, an identity whose trust per weight is below this fraction
+    /// of the reference (the trust-weighted median trust per weight) passes on only that
+    /// proportion of its trust in a second pass; the rest goes back to the viewer's seed. Honest
+    /// identities are nearly all above it (trust per weight is nearly even among them), a Sybil
+    /// group reached over a few attack edges is far below, so its trust leaks out at every step
+    /// inside the group. 0 turns the second pass off.
+    pub relay_fraction: f64,
     /// Young identities (first co-signed deal less than `establish_secs` ago) rank below every
     /// other identity with a positive score: their scores are scaled so that the highest is this
     /// fraction of the lowest positive score of the others (and never scaled up).
@@ -82,7 +94,7 @@ pub struct TrustParams {
 impl Default for TrustParams {
     fn default() -> Self {
         TrustParams {
-            damping: 0.08,
+            damping: 0.05,
             viewer_seed: 0.5,
             half_life_secs: 180 * DAY,
             positive: 1.0,
@@ -98,9 +110,10 @@ impl Default for TrustParams {
             weight_floor: 1.0,
             evidence_half_life_secs: 60 * DAY,
             evidence_cap: 4.0,
+            relay_fraction: 0.5,
             young_score: 0.5,
             tolerance: 1e-10,
-            max_iterations: 500,
+            max_iterations: 1000,
         }
     }
 }
@@ -146,7 +159,8 @@ pub struct Evidence {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PersonTrust {
     pub identity: PublicKey,
-    /// The final score: EigenTrust's share of the viewer's trust, times the distrust factor.
+    /// The final score: the trust that reaches the identity per unit of opinion weight it
+    /// received, times its recent evidence (up to the cap) and the distrust factor.
     /// Comparable within one view only.
     pub score: f64,
     /// 1 for the highest score among the others with a score above zero; `None` for the viewer,
@@ -542,10 +556,6 @@ impl TrustModel {
         let probation: Vec<bool> = (0..n).map(|i| i != v && !established[i] && young(i)).collect();
         let out: Vec<f64> = probation.iter().map(|&y| if y { p.probation_out } else { 1.0 }).collect();
         let into: Vec<f64> = probation.iter().map(|&y| if y { p.probation_in } else { 1.0 }).collect();
-        let (c, row_out) = self.local_trust(&out, &into, &is_blocked);
-        let pre = self.pre_trust(v, &is_blocked);
-        let (t, iterations, converged) = self.iterate(&c, &row_out, &pre);
-
         // The net opinion weight each identity received (the divisor of the per-weight score), and
         // the positive weight decayed with the evidence half-life (the recent evidence; negatives
         // count in the distrust factor below).
@@ -556,6 +566,29 @@ impl TrustModel {
                 let j = net.col[e] as usize;
                 received[j] += (net.pos[e] - p.negative * net.neg[e]).max(0.0);
                 recent[j] += net.pos_recent[e];
+            }
+        }
+        let per_weight = |t: &[f64], j: usize| t[j] / received[j].max(p.weight_floor);
+
+        let (mut c, row_out) = self.local_trust(&out, &into, &is_blocked);
+        let pre = self.pre_trust(v, &is_blocked);
+        // With the relay, the first pass only sets each identity's relay factor and where the
+        // second pass starts: a looser stop is enough (the second pass stops at `tolerance`).
+        let first_stop = if p.relay_fraction > 0.0 { p.tolerance.max(RELAY_FIRST_PASS_TOLERANCE) } else { p.tolerance };
+        let (mut t, mut iterations, mut converged) = self.iterate(&c, &row_out, &pre, &pre, first_stop);
+        // The relay (3.4): a second pass in which identities far below the reference trust per
+        // weight pass on only part of their trust, from where the first pass ended.
+        if p.relay_fraction > 0.0 {
+            let reference =
+                weighted_median((0..n).filter(|&j| j != v && t[j] > 0.0).map(|j| (per_weight(&t, j), t[j])));
+            if reference > 0.0 {
+                let bar = p.relay_fraction * reference;
+                let relay: Vec<f64> =
+                    (0..n).map(|i| if i == v { out[i] } else { out[i] * (per_weight(&t, i) / bar).min(1.0) }).collect();
+                let (c2, row_out2) = self.local_trust(&relay, &into, &is_blocked);
+                let (t2, more, done) = self.iterate(&c2, &row_out2, &pre, &t, p.tolerance);
+                (c, t, converged) = (c2, t2, done);
+                iterations += more;
             }
         }
 
@@ -586,7 +619,7 @@ impl TrustModel {
                 if is_blocked[j] {
                     0.0
                 } else {
-                    let base = if j == v { t[j] } else { t[j] / received[j].max(p.weight_floor) };
+                    let base = if j == v { t[j] } else { per_weight(&t, j) };
                     if bad[j] > 0.0 { base * good[j] / (good[j] + p.distrust * bad[j]) } else { base }
                 }
             })
@@ -670,8 +703,9 @@ impl TrustModel {
         pre
     }
 
-    /// Power iteration: `t <- (1-a) C^T t + (a + (1-a) leak) p`, from `t = p`.
-    fn iterate(&self, c: &[f64], row_out: &[f64], pre: &[f64]) -> (Vec<f64>, u32, bool) {
+    /// Power iteration: `t <- (1-a) C^T t + (a + (1-a) leak) p`, from `start_from` (`p`, or where
+    /// the first pass ended).
+    fn iterate(&self, c: &[f64], row_out: &[f64], pre: &[f64], start_from: &[f64], stop: f64) -> (Vec<f64>, u32, bool) {
         let net = &*self.net;
         let p = &self.params;
         let n = net.n();
@@ -688,7 +722,7 @@ impl TrustModel {
             }
             start.push(cols.len());
         }
-        let mut t = pre.to_vec();
+        let mut t = start_from.to_vec();
         let mut next = vec![0.0f64; n];
         let mut iterations = 0;
         let mut converged = false;
@@ -715,7 +749,7 @@ impl TrustModel {
                 next[j] = x;
             }
             std::mem::swap(&mut t, &mut next);
-            if diff < p.tolerance {
+            if diff < stop {
                 converged = true;
                 break;
             }
@@ -977,4 +1011,21 @@ impl TrustModel {
         let j = *net.index.get(to.as_bytes())?;
         net.edges(i).find(|&e| net.col[e] == j).map(|e| (net.pos[e], net.neg[e]))
     }
+}
+
+/// The weighted median of `(value, weight)` pairs: the smallest value at which the weights of the
+/// values up to it reach half the total (0 when there are none). Ties in value are kept in their
+/// input order, which is the identities' index order, so the result is deterministic.
+fn weighted_median(items: impl Iterator<Item = (f64, f64)>) -> f64 {
+    let mut items: Vec<(f64, f64)> = items.collect();
+    items.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let half = items.iter().map(|x| x.1).sum::<f64>() / 2.0;
+    let mut acc = 0.0;
+    for (value, weight) in items {
+        acc += weight;
+        if acc >= half {
+            return value;
+        }
+    }
+    0.0
 }

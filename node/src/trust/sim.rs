@@ -282,6 +282,8 @@ pub struct NewcomerRow {
     pub at_median: f64,
     /// Mean score relative to the honest median.
     pub vs_median: f64,
+    /// Lowest score relative to the honest median, over the cases.
+    pub min_vs_median: f64,
 }
 
 /// Everything a run measured.
@@ -380,11 +382,19 @@ impl SimReport {
         );
         let _ = writeln!(
             s,
-            "| Newcomer's good deals | Cases | At or above the honest median | Score / honest median (mean) |"
+            "| Newcomer's good deals | Cases | At or above the honest median | Score / honest median (mean / lowest) |"
         );
         let _ = writeln!(s, "|---:|---:|---:|---:|");
         for n in &self.newcomers {
-            let _ = writeln!(s, "| {} | {} | {:.1}% | {:.2} |", n.deals, n.cases, 100.0 * n.at_median, n.vs_median);
+            let _ = writeln!(
+                s,
+                "| {} | {} | {:.1}% | {:.2} / {:.2} |",
+                n.deals,
+                n.cases,
+                100.0 * n.at_median,
+                n.vs_median,
+                n.min_vs_median
+            );
         }
         let _ = writeln!(
             s,
@@ -471,7 +481,7 @@ pub fn run(config: &SimConfig) -> Result<SimReport, SimError> {
         // Whitewashers and newcomers are measured in the world with `mid` random attack edges.
         let evaluate_specials = name.starts_with("random attack edges") && *edges == mid;
         let mut ww = WhitewashAcc::default();
-        let mut nc: Vec<(usize, usize, f64)> = (1..=5).map(|k| (k, 0, 0.0)).collect();
+        let mut nc: Vec<NewcomerAcc> = (1..=5).map(|k| (k, 0, 0.0, f64::INFINITY)).collect();
         let mut nc_cases = 0;
         for &v in &viewers {
             let tv = Instant::now();
@@ -492,11 +502,12 @@ pub fn run(config: &SimConfig) -> Result<SimReport, SimError> {
             let per_k = nc_cases / 5;
             newcomers = nc
                 .into_iter()
-                .map(|(k, hit, ratio)| NewcomerRow {
+                .map(|(k, hit, ratio, lowest)| NewcomerRow {
                     deals: k,
                     cases: per_k,
                     at_median: if per_k == 0 { 0.0 } else { hit as f64 / per_k as f64 },
                     vs_median: if per_k == 0 { 0.0 } else { ratio / per_k as f64 },
+                    min_vs_median: if per_k == 0 { 0.0 } else { lowest },
                 })
                 .collect();
         }
@@ -894,13 +905,17 @@ impl WhitewashAcc {
     }
 }
 
-/// Adds one viewer's newcomer cases to `acc` (per k: hits, sum of score/median); returns the cases.
-fn newcomer_add(world: &World, viewer: usize, scores: &[f64], acc: &mut [(usize, usize, f64)]) -> usize {
+/// Per number of deals: (deals, cases at or above the median, sum of score/median, lowest
+/// score/median).
+type NewcomerAcc = (usize, usize, f64, f64);
+
+/// Adds one viewer's newcomer cases to `acc`; returns the cases.
+fn newcomer_add(world: &World, viewer: usize, scores: &[f64], acc: &mut [NewcomerAcc]) -> usize {
     let median = honest_median(world, viewer, scores);
     let mut cases = 0;
     for (i, role) in world.roles.iter().enumerate() {
         if let Role::Newcomer(k) = role
-            && let Some(slot) = acc.iter_mut().find(|(d, _, _)| d == k)
+            && let Some(slot) = acc.iter_mut().find(|(d, _, _, _)| d == k)
         {
             cases += 1;
             if scores[i] >= median {
@@ -908,6 +923,7 @@ fn newcomer_add(world: &World, viewer: usize, scores: &[f64], acc: &mut [(usize,
             }
             if median > 0.0 {
                 slot.2 += scores[i] / median;
+                slot.3 = slot.3.min(scores[i] / median);
             }
         }
     }
