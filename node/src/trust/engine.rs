@@ -59,9 +59,9 @@ pub struct TrustParams {
     pub establish_secs: u64,
     /// How many distinct established counterparties an identity needs to be established.
     pub establish_counterparties: usize,
-    /// A counterparty counts as trusted by the viewer when established and its score is at least
-    /// this fraction of the mean level of established identities (trust per weight with the
-    /// distrust factor, before the recent evidence: trust is not activity).
+    /// A counterparty counts as trusted by the viewer when established and its level (trust per
+    /// weight with the distrust factor, before the recent evidence: trust is not activity) is at
+    /// least this fraction of the mean level of established identities.
     pub trusted_fraction: f64,
     /// The final score is the trust per unit of net opinion weight received, the divisor floored
     /// at this (about one fresh good deal), so a thin identity is not inflated by a tiny divisor.
