@@ -45,6 +45,8 @@ fn main() -> ExitCode {
                 "evidence_half_life_days" => p.evidence_half_life_secs = (x * 86_400.0) as u64,
                 "evidence_cap" => p.evidence_cap = x,
                 "relay_fraction" => p.relay_fraction = x,
+                "branch_limit" => p.branch_limit = x,
+                "uncorroborated" => p.uncorroborated = x,
                 "local_share" => config.local_share = x,
                 "deals_per_honest" => config.deals_per_honest = x,
                 "vouches" => config.vouches_per_identity = x as usize,

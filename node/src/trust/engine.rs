@@ -29,6 +29,36 @@ const DAY: u64 = 86_400;
 /// the same with this as with 1e-10 (`docs/reputation.md`, section 6).
 const RELAY_FIRST_PASS_TOLERANCE: f64 = 1e-6;
 
+/// Lanes of the branch-labelled pass (`TrustParams::branch_limit`): the viewer's
+/// `BRANCH_LANES - 1` first-hand branches with the largest pre-trust get a lane each, the others
+/// share the last one. Eight lanes of `f64` are one cache line per identity; the simulation's
+/// figures are the same with 16 (`docs/reputation.md`, section 3.5).
+const BRANCH_LANES: usize = 8;
+
+/// One identity's trust, split by the viewer's first-hand branch it last came through.
+#[derive(Debug, Clone, Copy, Default)]
+#[repr(align(64))]
+struct Lanes([f64; BRANCH_LANES]);
+
+impl Lanes {
+    fn total(&self) -> f64 {
+        self.0.iter().sum()
+    }
+
+    /// The share of this trust that counts when what came through the largest branch counts up
+    /// to `limit` times what came through all the others, and the excess at `excess_weight`. The
+    /// last lane holds the small branches together, so it never counts as one branch.
+    fn counted(&self, limit: f64, excess_weight: f64) -> f64 {
+        let total = self.total();
+        if total <= 0.0 {
+            return 1.0;
+        }
+        let largest = self.0[..BRANCH_LANES - 1].iter().copied().fold(0.0, f64::max);
+        let excess = (largest - limit * (total - largest)).min(total);
+        if excess > 0.0 { 1.0 - (1.0 - excess_weight) * excess / total } else { 1.0 }
+    }
+}
+
 /// Every parameter of the engine. The defaults are the documented ones (`docs/reputation.md`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TrustParams {
@@ -81,6 +111,17 @@ pub struct TrustParams {
     /// group reached over a few attack edges is far below, so its trust leaks out at every step
     /// inside the group. 0 turns the second pass off.
     pub relay_fraction: f64,
+    /// Corroboration: each identity's trust is split by the viewer's first-hand branch (the
+    /// viewer's own counterparty or vouchee) it last came through, and what came through its
+    /// largest branch counts up to `branch_limit` times what came through all the others. An honest
+    /// identity hears of the viewer through many branches at once; a Sybil group reached over one
+    /// of the viewer's own deals hears through that one only. The viewer's first-hand identities
+    /// keep their whole trust (they are the viewer's own experience). 0 turns it off.
+    pub branch_limit: f64,
+    /// The weight of the trust beyond `branch_limit`: above 0, so that identities heard of
+    /// through one branch only (a friend's friend the viewer knows of through that friend alone)
+    /// keep their order among themselves and a score, below those heard of through several.
+    pub uncorroborated: f64,
     /// Young identities (first co-signed deal less than `establish_secs` ago) rank below every
     /// other identity with a positive score: their scores are scaled so that the highest is this
     /// fraction of the lowest positive score of the others (and never scaled up).
@@ -111,6 +152,8 @@ impl Default for TrustParams {
             evidence_half_life_secs: 60 * DAY,
             evidence_cap: 4.0,
             relay_fraction: 0.5,
+            branch_limit: 1.0,
+            uncorroborated: 0.02,
             young_score: 0.5,
             tolerance: 1e-10,
             max_iterations: 1000,
@@ -572,10 +615,36 @@ impl TrustModel {
 
         let (mut c, row_out) = self.local_trust(&out, &into, &is_blocked);
         let pre = self.pre_trust(v, &is_blocked);
-        // With the relay, the first pass only sets each identity's relay factor and where the
-        // second pass starts: a looser stop is enough (the second pass stops at `tolerance`).
+        // With the relay, the first pass only sets each identity's relay factor, its corroborated
+        // share and where the second pass starts: a looser stop is enough (the second pass stops
+        // at `tolerance`).
         let first_stop = if p.relay_fraction > 0.0 { p.tolerance.max(RELAY_FIRST_PASS_TOLERANCE) } else { p.tolerance };
-        let (mut t, mut iterations, mut converged) = self.iterate(&c, &row_out, &pre, &pre, first_stop);
+        // Corroboration (3.5): the first pass splits the trust by the first-hand branch it last came
+        // through, and sets the share of each identity's trust that counts: what came through its
+        // largest branch counts up to `branch_limit` times the rest. The viewer and the first-hand
+        // identities keep their whole trust.
+        let branches = self.branches(v, &pre);
+        let (mut t, mut iterations, mut converged, counted) = match &branches {
+            Some(lane) => {
+                let (split, iterations, converged) = self.iterate_branches(&c, &row_out, &pre, lane, first_stop);
+                let counted: Vec<f64> = split
+                    .iter()
+                    .enumerate()
+                    .map(|(x, m)| {
+                        if x == v || lane[x] != NOT_FIRST_HAND {
+                            1.0
+                        } else {
+                            m.counted(p.branch_limit, p.uncorroborated)
+                        }
+                    })
+                    .collect();
+                (split.iter().map(Lanes::total).collect(), iterations, converged, Some(counted))
+            }
+            None => {
+                let (t, iterations, converged) = self.iterate(&c, &row_out, &pre, &pre, first_stop);
+                (t, iterations, converged, None)
+            }
+        };
         // The relay (3.4): a second pass in which identities far below the reference trust per
         // weight pass on only part of their trust, from where the first pass ended.
         if p.relay_fraction > 0.0 {
@@ -591,6 +660,10 @@ impl TrustModel {
                 iterations += more;
             }
         }
+        let corroborated: Vec<f64> = match &counted {
+            Some(share) => t.iter().zip(share).map(|(x, s)| x * s).collect(),
+            None => t.clone(),
+        };
 
         // Distrust: what trusted reporters said, positive against negative, each reporter's
         // reports normalised to one.
@@ -619,7 +692,7 @@ impl TrustModel {
                 if is_blocked[j] {
                     0.0
                 } else {
-                    let base = if j == v { t[j] } else { per_weight(&t, j) };
+                    let base = if j == v { t[j] } else { per_weight(&corroborated, j) };
                     if bad[j] > 0.0 { base * good[j] / (good[j] + p.distrust * bad[j]) } else { base }
                 }
             })
@@ -701,6 +774,111 @@ impl TrustModel {
             pre[v] = 1.0;
         }
         pre
+    }
+
+    /// The lane of each identity in the branch-labelled pass: the viewer's first-hand identities
+    /// (those with pre-trust, the viewer apart), by pre-trust then index, get lanes `0..` up to
+    /// `BRANCH_LANES - 2`, the rest of them the last lane; every other identity
+    /// [`NOT_FIRST_HAND`]. `None` when corroboration is off or the viewer has fewer than two
+    /// first-hand identities (one branch corroborates nothing).
+    fn branches(&self, v: usize, pre: &[f64]) -> Option<Vec<u8>> {
+        if self.params.branch_limit <= 0.0 {
+            return None;
+        }
+        let mut first: Vec<usize> = (0..pre.len()).filter(|&j| j != v && pre[j] > 0.0).collect();
+        if first.len() < 2 {
+            return None;
+        }
+        first.sort_by(|&a, &b| pre[b].total_cmp(&pre[a]).then(a.cmp(&b)));
+        let mut lane = vec![NOT_FIRST_HAND; pre.len()];
+        for (k, &j) in first.iter().enumerate() {
+            lane[j] = k.min(BRANCH_LANES - 1) as u8;
+        }
+        Some(lane)
+    }
+
+    /// The same power iteration as [`Self::iterate`], with each identity's trust split into
+    /// [`Lanes`]: trust that enters a first-hand identity moves to that identity's lane, trust
+    /// anywhere else keeps its lanes, pre-trust enters in the lane of where it lands (the viewer's
+    /// own in the last lane; it moves on into first-hand lanes at the next step). The lanes sum to
+    /// `iterate`'s vector. Starts from `pre`, so that the split is that of the walks' history at
+    /// every step (a split guessed at the start would be forgotten only as fast as the damping
+    /// sends trust back); stops when the L1 change over all lanes is below `stop`.
+    fn iterate_branches(
+        &self,
+        c: &[f64],
+        row_out: &[f64],
+        pre: &[f64],
+        lane: &[u8],
+        stop: f64,
+    ) -> (Vec<Lanes>, u32, bool) {
+        let net = &*self.net;
+        let p = &self.params;
+        let n = net.n();
+        let a = p.damping;
+        let last = BRANCH_LANES - 1;
+        let lane_of = |j: usize| if lane[j] == NOT_FIRST_HAND { last } else { lane[j] as usize };
+        // The positive entries of `c`, split by target: into identities that are not first-hand
+        // (lanes carried along) and into first-hand ones (everything moves to their lane).
+        let mut start = Vec::with_capacity(n + 1);
+        let mut carry: Vec<(u32, f64)> = Vec::with_capacity(c.len());
+        let mut start_in = Vec::with_capacity(n + 1);
+        let mut into_first: Vec<(u32, f64)> = Vec::new();
+        start.push(0);
+        start_in.push(0);
+        for i in 0..n {
+            for e in net.edges(i).filter(|&e| c[e] > 0.0) {
+                let j = net.col[e];
+                if lane[j as usize] == NOT_FIRST_HAND { carry.push((j, c[e])) } else { into_first.push((j, c[e])) }
+            }
+            start.push(carry.len());
+            start_in.push(into_first.len());
+        }
+        let mut m = vec![Lanes::default(); n];
+        for (j, &x) in pre.iter().enumerate() {
+            m[j].0[lane_of(j)] = x;
+        }
+        let mut next = vec![Lanes::default(); n];
+        let mut iterations = 0;
+        let mut converged = false;
+        while iterations < p.max_iterations {
+            iterations += 1;
+            next.iter_mut().for_each(|x| *x = Lanes::default());
+            let mut leak = 0.0;
+            for i in 0..n {
+                let mi = m[i];
+                let ti = mi.total();
+                if ti == 0.0 {
+                    continue;
+                }
+                for &(j, cij) in &carry[start[i]..start[i + 1]] {
+                    let nj = &mut next[j as usize].0;
+                    for (x, y) in nj.iter_mut().zip(&mi.0) {
+                        *x += y * cij;
+                    }
+                }
+                for &(j, cij) in &into_first[start_in[i]..start_in[i + 1]] {
+                    next[j as usize].0[lane[j as usize] as usize] += ti * cij;
+                }
+                leak += ti * (1.0 - row_out[i]);
+            }
+            let back = a + (1.0 - a) * leak;
+            let mut diff = 0.0;
+            for j in 0..n {
+                let nj = &mut next[j].0;
+                for x in nj.iter_mut() {
+                    *x *= 1.0 - a;
+                }
+                nj[lane_of(j)] += back * pre[j];
+                diff += nj.iter().zip(&m[j].0).map(|(x, y)| (x - y).abs()).sum::<f64>();
+            }
+            std::mem::swap(&mut m, &mut next);
+            if diff < stop {
+                converged = true;
+                break;
+            }
+        }
+        (m, iterations, converged)
     }
 
     /// Power iteration: `t <- (1-a) C^T t + (a + (1-a) leak) p`, from `start_from` (`p`, or where
@@ -814,6 +992,9 @@ impl TrustModel {
         done
     }
 }
+
+/// The lane of an identity that is not one of the viewer's first-hand identities.
+const NOT_FIRST_HAND: u8 = u8::MAX;
 
 /// One viewer's trust in everyone in the graph.
 #[derive(Debug, Clone)]

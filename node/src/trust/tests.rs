@@ -882,3 +882,48 @@ fn reduced_sybil_simulation() {
     // Every target is met.
     assert!(failures.is_empty(), "{failures:?}");
 }
+
+#[test]
+fn a_group_heard_of_through_one_of_the_viewers_own_deals_only_does_not_outrank_the_neighbourhood() {
+    let mut f = Facts::default();
+    // 1..=60: a neighbourhood where everyone has dealt with their three next neighbours on a
+    // ring, long ago and lately.
+    for a in 1..=60u8 {
+        for step in 1..=3u8 {
+            let b = (a - 1 + step) % 60 + 1;
+            f.good(a, b, NOW - 200 * DAY).good(a, b, NOW - 20 * DAY);
+        }
+    }
+    // 100..=109: a dense group with glowing deals among themselves, old and new.
+    for a in 100..=109u8 {
+        for b in a + 1..=109 {
+            for d in [120, 121, 10, 11] {
+                f.good(a, b, NOW - d * DAY);
+            }
+        }
+    }
+    // The viewer 0 is thin: three good deals, with 1, 30 and the group's 100.
+    f.good(0, 1, NOW - 150 * DAY).good(0, 30, NOW - 150 * DAY).good(0, 100, NOW - 150 * DAY);
+    let graph = f.graph();
+    let with = |branch_limit: f64| {
+        let params = TrustParams { branch_limit, ..TrustParams::default() };
+        TrustModel::new(&graph, NOW, params).view(&k(0), &[])
+    };
+    let (on, off) = (with(TrustParams::default().branch_limit), with(0.0));
+    let best_fake = |v: &TrustView| (101..=109u8).map(|x| v.score(&k(x))).fold(0.0, f64::max);
+    let ranked_above = |v: &TrustView, bar: f64| (2..=60u8).filter(|&x| x != 30 && v.score(&k(x)) > bar).count();
+    // Without corroboration the group's members outrank most of the neighbourhood (12 of 58
+    // neighbours rank above the best of them).
+    let above = ranked_above(&off, best_fake(&off));
+    assert!(above < 29, "{above} neighbours outrank the group without corroboration");
+    // With it, only what the viewer heard through two branches or more counts in full: every
+    // neighbour outranks every member of the group but the viewer's own counterparty 100.
+    assert_eq!(ranked_above(&on, best_fake(&on)), 58);
+    assert!(on.score(&k(100)) > best_fake(&on));
+    // Neighbours halfway between the viewer's two honest counterparties are heard of through both
+    // and keep most of their score.
+    for x in [15u8, 45] {
+        let (a, b) = (on.score(&k(x)), off.score(&k(x)));
+        assert!(a > 0.9 * b, "{x}: {a} vs {b}");
+    }
+}
