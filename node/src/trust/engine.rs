@@ -1,14 +1,16 @@
 //! The trust engine: personalised EigenTrust with diminishing returns, time decay, probation for
 //! young identities and a distrust term, computed from one viewer's point of view; the score is
-//! the trust per unit of opinion weight received (who is inside the honest region the viewer's
-//! trust reaches) times the recent evidence, up to a cap (how much they have shown lately).
+//! the corroborated trust (what reached the identity through one of the viewer's own branches
+//! only counts little) per unit of opinion weight received (who is inside the honest region the
+//! viewer's trust reaches) times the recent evidence, up to a cap (how much they have shown lately).
 //!
 //! Two stages. [`TrustModel::new`] turns a [`TrustGraph`] into a sparse matrix of pairwise opinions
 //! at a given `now` (what does not depend on the viewer: decay, diminishing returns, negatives,
 //! vouches). [`TrustModel::view`] then computes one viewer's [`TrustView`]: who is established
 //! (a fixpoint seeded on the viewer), the local trust matrix with the probation factors, the
-//! pre-trust vector on the viewer and their own counterparties, the power iteration, the score
-//! (trust per weight, recent evidence, distrust), and each identity's standing and evidence.
+//! pre-trust vector on the viewer and their own counterparties, the power iteration (a first
+//! pass split by branch, then the relay's pass), the score (corroborated trust per weight, recent
+//! evidence, distrust), and each identity's standing and evidence.
 //! Everything is deterministic: identities are indexed in the order of their key bytes, edges are
 //! sorted, sums run in index order, and the iteration stops on a fixed criterion. The model and
 //! the parameters are documented with their reasons in `docs/reputation.md`.
