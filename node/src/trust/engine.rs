@@ -34,7 +34,7 @@ const RELAY_FIRST_PASS_TOLERANCE: f64 = 1e-6;
 /// Lanes of the branch-labelled pass (`TrustParams::branch_limit`): the viewer's
 /// `BRANCH_LANES - 1` first-hand branches with the largest pre-trust get a lane each, the others
 /// share the last one. Eight lanes of `f64` are one cache line per identity; the simulation's
-/// figures are the same with 16 (`docs/reputation.md`, section 3.5).
+/// figures are the same with 16 (`docs/reputation.md`, sections 3.4 and 5.3).
 const BRANCH_LANES: usize = 8;
 
 /// One identity's trust, split by the viewer's first-hand branch it last came through.
@@ -621,7 +621,7 @@ impl TrustModel {
         // share and where the second pass starts: a looser stop is enough (the second pass stops
         // at `tolerance`).
         let first_stop = if p.relay_fraction > 0.0 { p.tolerance.max(RELAY_FIRST_PASS_TOLERANCE) } else { p.tolerance };
-        // Corroboration (3.5): the first pass splits the trust by the first-hand branch it last came
+        // Corroboration (3.4): the first pass splits the trust by the first-hand branch it last came
         // through, and sets the share of each identity's trust that counts: what came through its
         // largest branch counts up to `branch_limit` times the rest. The viewer and the first-hand
         // identities keep their whole trust.
