@@ -1212,3 +1212,34 @@ fn weighted_median(items: impl Iterator<Item = (f64, f64)>) -> f64 {
     }
     0.0
 }
+
+#[cfg(test)]
+mod lane_tests {
+    use super::{BRANCH_LANES, Lanes};
+
+    fn lanes(values: &[(usize, f64)]) -> Lanes {
+        let mut l = Lanes::default();
+        for &(i, x) in values {
+            l.0[i] = x;
+        }
+        l
+    }
+
+    #[test]
+    fn the_largest_branch_counts_up_to_the_limit_times_the_others_and_the_excess_at_its_weight() {
+        // Even branches: nothing is cut.
+        assert_eq!(lanes(&[(0, 0.5), (1, 0.5)]).counted(1.0, 0.02), 1.0);
+        // 0.6 against 0.4: an excess of 0.2 of 1.0 counts at 0.02.
+        let share = lanes(&[(0, 0.6), (1, 0.4)]).counted(1.0, 0.02);
+        assert!((share - (1.0 - 0.98 * 0.2)).abs() < 1e-12, "{share}");
+        // One branch only: all of it is excess.
+        let share = lanes(&[(3, 0.7)]).counted(1.0, 0.02);
+        assert!((share - 0.02).abs() < 1e-12, "{share}");
+        // A higher limit lets more through.
+        assert_eq!(lanes(&[(0, 0.6), (1, 0.4)]).counted(2.0, 0.02), 1.0);
+        // The shared lane of the small branches never counts as one branch.
+        assert_eq!(lanes(&[(BRANCH_LANES - 1, 0.9), (0, 0.1)]).counted(1.0, 0.02), 1.0);
+        // No trust: nothing to cut.
+        assert_eq!(Lanes::default().counted(1.0, 0.02), 1.0);
+    }
+}
