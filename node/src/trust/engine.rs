@@ -662,10 +662,7 @@ impl TrustModel {
                 iterations += more;
             }
         }
-        let corroborated: Vec<f64> = match &counted {
-            Some(share) => t.iter().zip(share).map(|(x, s)| x * s).collect(),
-            None => t.clone(),
-        };
+        let share = |j: usize| counted.as_ref().map_or(1.0, |c| c[j]);
 
         // Distrust: what trusted reporters said, positive against negative, each reporter's
         // reports normalised to one.
@@ -694,7 +691,7 @@ impl TrustModel {
                 if is_blocked[j] {
                     0.0
                 } else {
-                    let base = if j == v { t[j] } else { per_weight(&corroborated, j) };
+                    let base = if j == v { t[j] } else { per_weight(&t, j) * share(j) };
                     if bad[j] > 0.0 { base * good[j] / (good[j] + p.distrust * bad[j]) } else { base }
                 }
             })
@@ -822,20 +819,8 @@ impl TrustModel {
         let lane_of = |j: usize| if lane[j] == NOT_FIRST_HAND { last } else { lane[j] as usize };
         // The positive entries of `c`, split by target: into identities that are not first-hand
         // (lanes carried along) and into first-hand ones (everything moves to their lane).
-        let mut start = Vec::with_capacity(n + 1);
-        let mut carry: Vec<(u32, f64)> = Vec::with_capacity(c.len());
-        let mut start_in = Vec::with_capacity(n + 1);
-        let mut into_first: Vec<(u32, f64)> = Vec::new();
-        start.push(0);
-        start_in.push(0);
-        for i in 0..n {
-            for e in net.edges(i).filter(|&e| c[e] > 0.0) {
-                let j = net.col[e];
-                if lane[j as usize] == NOT_FIRST_HAND { carry.push((j, c[e])) } else { into_first.push((j, c[e])) }
-            }
-            start.push(carry.len());
-            start_in.push(into_first.len());
-        }
+        let (start, carry) = self.positive_entries(c, |j| lane[j] == NOT_FIRST_HAND);
+        let (start_in, into_first) = self.positive_entries(c, |j| lane[j] != NOT_FIRST_HAND);
         let mut m = vec![Lanes::default(); n];
         for (j, &x) in pre.iter().enumerate() {
             m[j].0[lane_of(j)] = x;
@@ -883,6 +868,23 @@ impl TrustModel {
         (m, iterations, converged)
     }
 
+    /// The positive entries of `c` whose target passes `keep`, packed by row in the order of the
+    /// edges (so every sum over them runs in the same order): row `i` is
+    /// `entries[start[i]..start[i + 1]]`, each entry `(target, c)`.
+    fn positive_entries(&self, c: &[f64], keep: impl Fn(usize) -> bool) -> (Vec<usize>, Vec<(u32, f64)>) {
+        let net = &*self.net;
+        let mut start = Vec::with_capacity(net.n() + 1);
+        let mut entries = Vec::with_capacity(c.len());
+        start.push(0);
+        for i in 0..net.n() {
+            for e in net.edges(i).filter(|&e| c[e] > 0.0 && keep(net.col[e] as usize)) {
+                entries.push((net.col[e], c[e]));
+            }
+            start.push(entries.len());
+        }
+        (start, entries)
+    }
+
     /// Power iteration: `t <- (1-a) C^T t + (a + (1-a) leak) p`, from `start_from` (`p`, or where
     /// the first pass ended).
     fn iterate(&self, c: &[f64], row_out: &[f64], pre: &[f64], start_from: &[f64], stop: f64) -> (Vec<f64>, u32, bool) {
@@ -890,18 +892,7 @@ impl TrustModel {
         let p = &self.params;
         let n = net.n();
         let a = p.damping;
-        // The positive entries of `c` only, in the same order (so the sums are the same).
-        let mut start = Vec::with_capacity(n + 1);
-        let mut cols: Vec<u32> = Vec::with_capacity(c.len());
-        let mut vals: Vec<f64> = Vec::with_capacity(c.len());
-        start.push(0);
-        for i in 0..n {
-            for e in net.edges(i).filter(|&e| c[e] > 0.0) {
-                cols.push(net.col[e]);
-                vals.push(c[e]);
-            }
-            start.push(cols.len());
-        }
+        let (start, entries) = self.positive_entries(c, |_| true);
         let mut t = start_from.to_vec();
         let mut next = vec![0.0f64; n];
         let mut iterations = 0;
@@ -915,8 +906,7 @@ impl TrustModel {
                 if ti == 0.0 {
                     continue;
                 }
-                let (s, e) = (start[i], start[i + 1]);
-                for (&j, &cij) in cols[s..e].iter().zip(&vals[s..e]) {
+                for &(j, cij) in &entries[start[i]..start[i + 1]] {
                     next[j as usize] += ti * cij;
                 }
                 leak += ti * (1.0 - row_out[i]);
